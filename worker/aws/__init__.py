@@ -1,0 +1,1 @@
+"""The three AWS clients the worker uses, opened once per process."""

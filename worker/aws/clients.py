@@ -1,0 +1,68 @@
+"""Open the SQS, DynamoDB and PinpointSMSVoiceV2 clients once, in one place.
+
+Endpoints, region and credentials come from the standard AWS configuration chain
+(``AWS_REGION``, ``AWS_PROFILE``, ``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_SQS``, ...), which
+botocore reads itself. Each client gets a connection pool at least as large as the in-flight
+bound, and the send client has botocore's retries turned off: tenacity owns send retries.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import NoRegionError
+
+from worker.settings import Settings
+
+SMS_SERVICE = "pinpoint-sms-voice-v2"
+
+
+class ConfigurationError(RuntimeError):
+    """The AWS configuration chain cannot produce a usable client."""
+
+
+@dataclass(frozen=True, slots=True)
+class AwsClients:
+    sqs: Any
+    dynamodb: Any
+    sms: Any
+
+
+async def open_clients(stack: AsyncExitStack, settings: Settings) -> AwsClients:
+    """Create the clients; ``stack`` closes them (idempotently) when it unwinds."""
+    session = get_session()
+    pool = settings.max_in_flight + settings.pollers + 10
+    common: dict[str, Any] = {
+        "connect_timeout": settings.connect_timeout_s,
+        "max_pool_connections": pool,
+    }
+    sqs_config = AioConfig(
+        read_timeout=settings.wait_time_s + 10,
+        retries={"mode": "standard", "max_attempts": 3},
+        **common,
+    )
+    ddb_config = AioConfig(
+        read_timeout=10, retries={"mode": "standard", "max_attempts": 3}, **common
+    )
+    sms_config = AioConfig(
+        read_timeout=settings.send_timeout_s,
+        retries={"mode": "standard", "max_attempts": 1},
+        **common,
+    )
+    try:
+        sqs = await stack.enter_async_context(session.create_client("sqs", config=sqs_config))
+        ddb = await stack.enter_async_context(
+            session.create_client("dynamodb", config=ddb_config)
+        )
+        sms = await stack.enter_async_context(
+            session.create_client(SMS_SERVICE, config=sms_config)
+        )
+    except NoRegionError:
+        raise ConfigurationError(
+            "no AWS region is configured: set AWS_REGION (or a region in your AWS profile)"
+        ) from None
+    return AwsClients(sqs=sqs, dynamodb=ddb, sms=sms)

@@ -1,0 +1,142 @@
+"""``sms-worker``: the command line. Each setting is an option and an ``SMS_WORKER_`` variable."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from worker import __version__
+from worker.logs import configure_logging, get_logger
+from worker.settings import Settings
+
+ENV_PREFIX = "SMS_WORKER_"
+
+
+def _option_type(annotation: Any) -> tuple[Any, list[str] | None]:
+    """argparse type and choices for a settings field."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is typing.Literal:
+        return str, [str(a) for a in args]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        annotation = next(a for a in args if a is not type(None))
+    if annotation in (int, float):
+        return annotation, None
+    return str, None
+
+
+def add_settings_options(parser: argparse.ArgumentParser) -> None:
+    """One option per settings field; unset options fall back to the environment."""
+    group = parser.add_argument_group(
+        "settings", f"each option is also the environment variable {ENV_PREFIX}<NAME>"
+    )
+    for name, info in Settings.model_fields.items():
+        kind, choices = _option_type(info.annotation)
+        env = ENV_PREFIX + name.upper()
+        if info.is_required():
+            default_text = "required"
+        elif info.default_factory is not None:
+            default_text = "default: " + str(info.default_factory())  # type: ignore[call-arg]
+        else:
+            default_text = f"default: {info.default}"
+        group.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=kind,
+            choices=choices,
+            default=argparse.SUPPRESS,
+            metavar=None if choices else name.upper(),
+            help=f"{info.description or ''} [{env}; {default_text}]",
+        )
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    overrides = {k: v for k, v in vars(args).items() if k in Settings.model_fields}
+    return Settings(**overrides)
+
+
+def explain_settings_error(error: ValidationError) -> str:
+    lines = ["sms-worker: the settings are not valid:"]
+    for problem in error.errors():
+        loc = ".".join(str(p) for p in problem["loc"]) or "settings"
+        if loc in Settings.model_fields:
+            where = f"--{loc.replace('_', '-')} / {ENV_PREFIX}{loc.upper()}"
+        else:
+            where = loc
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "missing":
+            message = "is required and was not given"
+        lines.append(f"  {where}: {message}")
+    lines.append("Run 'sms-worker run --help' for every setting.")
+    return "\n".join(lines)
+
+
+async def _run_worker(settings: Settings) -> int:
+    from worker.aws.clients import ConfigurationError
+    from worker.runtime.worker import Worker
+
+    worker = Worker(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.request_stop, sig.name)
+    try:
+        return await worker.run()
+    except ConfigurationError as exc:
+        get_logger("worker.cli").error("configuration_error", detail=str(exc))
+        return 2
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args)
+    except ValidationError as exc:
+        print(explain_settings_error(exc), file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    return asyncio.run(_run_worker(settings))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sms-worker",
+        description="Send MMS requests from an SQS queue through AWS End User Messaging SMS.",
+    )
+    parser.add_argument("--version", action="version", version=f"sms-worker {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run the worker until SIGTERM/SIGINT",
+        description="Long-poll the queue, send each request, record its outcome. AWS "
+        "endpoints, region and credentials come from the standard AWS configuration chain "
+        "(AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL_DYNAMODB, "
+        "AWS_ENDPOINT_URL_PINPOINT_SMS_VOICE_V2, ...).",
+    )
+    add_settings_options(run)
+    run.set_defaults(handler=cmd_run)
+
+    from worker.sandbox import cli as sandbox_cli
+
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="run the local PinpointSMSVoiceV2 sandbox endpoint",
+        description="A local SendMediaMessage endpoint for development and load tests.",
+    )
+    sandbox_cli.add_arguments(sandbox)
+    sandbox.set_defaults(handler=sandbox_cli.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = args.handler
+    result: int = handler(args)
+    return result

@@ -1,0 +1,71 @@
+"""moto's server (SQS and DynamoDB) on a free local port, with atomic DynamoDB writes.
+
+moto's server handles each request on its own thread and its DynamoDB backend takes no lock, so
+two concurrent conditional writes to one item can both pass their condition. Real DynamoDB
+never allows that, and the worker's idempotent claim depends on it, so this launcher serialises
+DynamoDB requests (SQS requests, including 20 s long polls, stay concurrent).
+
+``python -m worker.devstack.moto_server --port 0`` prints one JSON line
+``{"event": "moto_ready", "url": ..., "port": ...}`` on stdout once it listens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def serialise_dynamodb(app: WsgiApp) -> WsgiApp:
+    lock = threading.Lock()
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            with lock:
+                return list(app(environ, start_response))
+        return app(environ, start_response)
+
+    return wrapped
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000, help="0 picks a free port")
+    args = parser.parse_args(argv)
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    app = serialise_dynamodb(DomainDispatcherApplication(create_backend_app))
+    server = make_server(
+        args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
+    )
+    port = server.server_port
+    print(json.dumps({"event": "moto_ready", "url": f"http://{args.host}:{port}", "port": port}),
+          flush=True)
+
+    def stop(_signum: int, _frame: object) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""SQS: long-poll receiving and batched acknowledgements."""

@@ -1,0 +1,104 @@
+"""Long-poll loops: receive only while there is room under the in-flight bound.
+
+Each poller takes one slot of the in-flight semaphore (waiting for it), then as many more as
+are free right now, up to 10, and asks SQS for exactly that many messages. Each message is
+handed on as soon as the batch arrives, so processing never waits for a batch to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from worker.logs import get_logger
+from worker.queue.acks import AckBatcher
+from worker.queue.message import QueueMessage
+from worker.runtime.cooldown import Cooldown
+from worker.runtime.metrics import Metrics
+
+log = get_logger(__name__)
+
+MAX_BATCH = 10
+
+
+class Consumer:
+    def __init__(
+        self,
+        client: Any,
+        queue_url: str,
+        *,
+        wait_time_s: int,
+        visibility_timeout_s: int,
+        slots: asyncio.Semaphore,
+        spawn: Callable[[QueueMessage], None],
+        acks: AckBatcher,
+        cooldown: Cooldown,
+        stopping: asyncio.Event,
+        metrics: Metrics,
+    ) -> None:
+        self._client = client
+        self._queue_url = queue_url
+        self._wait_time_s = wait_time_s
+        self._visibility_timeout_s = visibility_timeout_s
+        self._slots = slots
+        self._spawn = spawn
+        self._acks = acks
+        self._cooldown = cooldown
+        self._stopping = stopping
+        self._metrics = metrics
+
+    async def _take_slots(self) -> int:
+        await self._slots.acquire()
+        taken = 1
+        while taken < MAX_BATCH and not self._slots.locked():
+            await self._slots.acquire()  # free right now: returns without waiting
+            taken += 1
+        return taken
+
+    async def poll(self, poller: int) -> None:
+        """One long-poll loop; runs until cancelled."""
+        failures = 0
+        while not self._stopping.is_set():
+            await self._cooldown.wait_clear(self._stopping)
+            taken = await self._take_slots()
+            try:
+                response = await self._client.receive_message(
+                    QueueUrl=self._queue_url,
+                    MaxNumberOfMessages=taken,
+                    WaitTimeSeconds=self._wait_time_s,
+                    VisibilityTimeout=self._visibility_timeout_s,
+                    MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+                )
+            except asyncio.CancelledError:
+                self._release_slots(taken)
+                raise
+            except Exception as exc:
+                self._release_slots(taken)
+                failures += 1
+                backoff_s = min(30.0, 0.5 * 2 ** min(failures, 6))
+                log.error(
+                    "receive_failed",
+                    poller=poller,
+                    error=type(exc).__name__,
+                    detail=str(exc)[:300],
+                    retry_in_s=backoff_s,
+                    action="check the queue URL, the SQS endpoint and the credentials",
+                )
+                await asyncio.sleep(backoff_s)
+                continue
+            failures = 0
+            messages = [QueueMessage.from_sqs(raw) for raw in response.get("Messages") or []]
+            self._release_slots(taken - len(messages))
+            self._metrics.received += len(messages)
+            for message in messages:
+                if self._stopping.is_set():
+                    # Arrived after shutdown began: hand it straight back.
+                    self._acks.change_visibility(message.message_id, message.receipt_handle, 0)
+                    self._slots.release()
+                else:
+                    self._spawn(message)
+
+    def _release_slots(self, count: int) -> None:
+        for _ in range(count):
+            self._slots.release()

@@ -1,0 +1,1 @@
+"""The run loop: resources, pollers, tasks, cool-down and shutdown."""

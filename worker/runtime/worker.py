@@ -1,0 +1,203 @@
+"""The worker: open resources once, run the pollers, reap tasks, shut down in order.
+
+Shutdown (first SIGTERM/SIGINT): stop receiving; hand back at once every message not yet
+claimed; let claimed sends finish within ``shutdown_grace_s``; then cancel what is left (a send
+between retries records RETRYING and is handed back; one inside a call keeps its claim and
+comes back after its visibility timeout); wait at most ``shutdown_hard_s`` for the shielded
+status writes and the acknowledgement flush; close the clients. A second signal skips the
+grace period: nothing is lost, because SQS redelivers whatever was not deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from contextlib import AsyncExitStack
+from typing import Any
+
+from worker.aws.clients import AwsClients, open_clients
+from worker.logs import get_logger
+from worker.pipeline import Held, Phase, Pipeline
+from worker.queue.acks import AckBatcher
+from worker.queue.consumer import Consumer
+from worker.queue.message import QueueMessage
+from worker.runtime.cooldown import Cooldown
+from worker.runtime.metrics import Metrics
+from worker.sending.ratelimit import RateLimiter
+from worker.sending.sender import Sender
+from worker.settings import Settings
+from worker.status.store import StatusStore
+
+log = get_logger(__name__)
+
+DEFAULT_MAX_RECEIVE_COUNT = 10
+
+
+class Worker:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.cooldown = Cooldown(settings.cooldown_s)
+        self.limiter = RateLimiter(settings.rate_limits, settings.rate_burst_s)
+        self.stopping = asyncio.Event()
+        self.forced = asyncio.Event()
+        self.ready = asyncio.Event()
+        self._tasks: dict[asyncio.Task[None], Held] = {}
+        self._slots = asyncio.Semaphore(settings.max_in_flight)
+        self._pipeline: Pipeline | None = None
+
+    # -- control ---------------------------------------------------------------------------
+    def request_stop(self, reason: str = "signal") -> None:
+        """What a signal handler calls: the first asks for a graceful stop, the second forces."""
+        if self.stopping.is_set():
+            if not self.forced.is_set():
+                log.warning("shutdown_forced", reason=reason)
+                self.forced.set()
+            return
+        log.info("shutdown_requested", reason=reason)
+        self.stopping.set()
+
+    # -- run -------------------------------------------------------------------------------
+    async def run(self) -> int:
+        s = self.settings
+        async with AsyncExitStack() as stack:
+            clients = await open_clients(stack, s)
+            max_receive_count = await self._max_receive_count(clients)
+            acks = AckBatcher(clients.sqs, s.queue_url, self.metrics, s.ack_flush_ms)
+            await stack.enter_async_context(acks)
+            store = StatusStore(
+                clients.dynamodb, s.table, lease_s=s.lease_s, ttl_days=s.record_ttl_days
+            )
+            sender = Sender(clients.sms, self.limiter, s, self.metrics)
+            self._pipeline = Pipeline(
+                s, store=store, sender=sender, limiter=self.limiter, acks=acks,
+                cooldown=self.cooldown, metrics=self.metrics, stopping=self.stopping,
+                max_receive_count=max_receive_count,
+            )
+            consumer = Consumer(
+                clients.sqs, s.queue_url, wait_time_s=s.wait_time_s,
+                visibility_timeout_s=s.visibility_timeout_s, slots=self._slots,
+                spawn=self._spawn, acks=acks, cooldown=self.cooldown, stopping=self.stopping,
+                metrics=self.metrics,
+            )
+            pollers = {
+                asyncio.create_task(consumer.poll(i), name=f"poller-{i}")
+                for i in range(s.pollers)
+            }
+            background = {asyncio.create_task(self._progress_loop(), name="progress")}
+            log.info(
+                "started", pollers=s.pollers, max_in_flight=s.max_in_flight,
+                max_receive_count=max_receive_count,
+                rate_limits=json.dumps(s.rate_limits, sort_keys=True),
+            )
+            self.ready.set()
+            exit_code = await self._wait_for_stop(pollers)
+            await self._shutdown(pollers | background, acks)
+        log.info("shutdown_finished", **self.metrics.snapshot())
+        return exit_code
+
+    async def _wait_for_stop(self, pollers: set[asyncio.Task[None]]) -> int:
+        stop = asyncio.create_task(self.stopping.wait())
+        done, _ = await asyncio.wait({stop, *pollers}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        for task in done - {stop}:
+            exc = None if task.cancelled() else task.exception()
+            log.error("poller_crashed", poller=task.get_name(), error=repr(exc))
+            self.stopping.set()
+            return 1
+        return 0
+
+    async def _max_receive_count(self, clients: AwsClients) -> int:
+        if self.settings.max_receive_count is not None:
+            return self.settings.max_receive_count
+        response = await clients.sqs.get_queue_attributes(
+            QueueUrl=self.settings.queue_url, AttributeNames=["RedrivePolicy"]
+        )
+        policy = (response.get("Attributes") or {}).get("RedrivePolicy")
+        if not policy:
+            log.warning(
+                "no_redrive_policy", max_receive_count=DEFAULT_MAX_RECEIVE_COUNT,
+                action="give the queue a dead-letter queue (sms-worker init does)",
+            )
+            return DEFAULT_MAX_RECEIVE_COUNT
+        return int(json.loads(policy)["maxReceiveCount"])
+
+    def _spawn(self, message: QueueMessage) -> None:
+        assert self._pipeline is not None
+        held = Held(message)
+        task = asyncio.create_task(self._pipeline.handle(held))
+        self._tasks[task] = held
+        self.metrics.in_flight += 1
+        task.add_done_callback(self._reap)
+
+    def _reap(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
+        self.metrics.in_flight -= 1
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("task_crashed", error=repr(exc))
+
+    async def _progress_loop(self) -> None:
+        interval = self.settings.progress_interval_s
+        if interval <= 0:
+            return
+        last_sent, last_t = 0, time.monotonic()
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            snap = self.metrics.snapshot()
+            sent = self.metrics.sent
+            log.info(
+                "progress",
+                sends_per_s=round((sent - last_sent) / (now - last_t), 2),
+                cooldown=self.cooldown.reason,
+                identity_rates=json.dumps(
+                    {k: round(b.rate_mps, 2) for k, b in self.limiter.buckets().items()}
+                ) if len(self.limiter.buckets()) <= 20 else None,
+                **snap,
+            )
+            last_sent, last_t = sent, now
+
+    # -- shutdown --------------------------------------------------------------------------
+    async def _shutdown(self, loops: set[asyncio.Task[Any]], acks: AckBatcher) -> None:
+        s = self.settings
+        waiting = [t for t, h in self._tasks.items() if h.phase is Phase.WAITING]
+        log.info("shutdown_started", in_flight=len(self._tasks), not_started=len(waiting),
+                 grace_s=s.shutdown_grace_s)
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        for task in waiting:
+            task.cancel()  # released at once: visibility 0
+        await self._wait_tasks(s.shutdown_grace_s)
+        hard_s = 1.0 if self.forced.is_set() else s.shutdown_hard_s
+        if self._tasks:
+            log.warning("shutdown_cancelling", in_flight=len(self._tasks))
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.wait(list(self._tasks), timeout=hard_s)
+        assert self._pipeline is not None
+        if self._pipeline.concluding:
+            await asyncio.wait(list(self._pipeline.concluding), timeout=hard_s)
+        try:
+            await asyncio.wait_for(acks.close(), timeout=hard_s)
+        except TimeoutError:
+            log.error("ack_flush_timeout", pending=acks.pending,
+                      effect="those messages will be delivered again and skipped as duplicates")
+
+    async def _wait_tasks(self, grace_s: float) -> None:
+        deadline = time.monotonic() + grace_s
+        forced = asyncio.create_task(self.forced.wait())
+        try:
+            while self._tasks and not self.forced.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                await asyncio.wait(
+                    {*self._tasks, forced}, timeout=remaining,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+        finally:
+            forced.cancel()

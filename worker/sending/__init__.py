@@ -1,0 +1,1 @@
+"""Sending one request: error classification, per-identity rate, retries."""

@@ -1,0 +1,86 @@
+"""Classify a send error by type: transient, permanent, or account-wide."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass
+
+import aiohttp
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError as BotoConnectionError,
+    HTTPClientError,
+    ReadTimeoutError,
+)
+
+
+class ErrorKind(enum.Enum):
+    TRANSIENT = "transient"  # retry: in process, then across receives
+    PERMANENT = "permanent"  # the request itself is wrong: FAILED, no retry
+    ACCOUNT = "account"  # the whole account can't send now: cool down
+
+
+PERMANENT_CODES = frozenset(
+    {"ValidationException", "ConflictException", "ResourceNotFoundException"}
+)
+ACCOUNT_CODES = frozenset(
+    {
+        "AccessDeniedException",
+        "ServiceQuotaExceededException",
+        # Credentials that stopped working are account-wide too: no request would succeed.
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "ExpiredTokenException",
+        "ExpiredToken",
+        "MissingAuthenticationTokenException",
+    }
+)
+THROTTLING_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "Throttling"})
+
+
+@dataclass(frozen=True, slots=True)
+class SendError:
+    """What went wrong with one send call, as the status table records it."""
+
+    kind: ErrorKind
+    code: str  # API exception name, or the transport error's class name
+    reason: str | None  # the exception's ``Reason`` field, when the API gave one
+    message: str
+
+    @property
+    def throttled(self) -> bool:
+        return self.code in THROTTLING_CODES
+
+
+def classify(exc: BaseException) -> SendError | None:
+    """Map an exception from a send call to a :class:`SendError`; None if not a send error."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code") or "UnknownError")
+        message = str(error.get("Message") or "")
+        reason = exc.response.get("Reason") or error.get("Reason")
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if code in PERMANENT_CODES:
+            kind = ErrorKind.PERMANENT
+        elif code in ACCOUNT_CODES:
+            kind = ErrorKind.ACCOUNT
+        else:
+            # Throttling, InternalServerException, any 5xx, and codes this version does not
+            # know: retried, bounded by the redrive policy, never silently dropped.
+            kind = ErrorKind.TRANSIENT
+        if status >= 500 and code not in PERMANENT_CODES:
+            kind = ErrorKind.TRANSIENT
+        return SendError(kind, code, str(reason) if reason else None, message[:500])
+    if isinstance(
+        exc,
+        BotoConnectionError | HTTPClientError | ReadTimeoutError | aiohttp.ClientError
+        | asyncio.TimeoutError | TimeoutError | ConnectionError,
+    ):
+        return SendError(ErrorKind.TRANSIENT, type(exc).__name__, None, str(exc)[:500])
+    if isinstance(exc, BotoCoreError):
+        return SendError(ErrorKind.TRANSIENT, type(exc).__name__, None, str(exc)[:500])
+    return None

@@ -1,0 +1,104 @@
+"""Per-origination-identity rate limits with additive-increase/multiplicative-decrease.
+
+Each identity gets its own bucket (GCRA, the virtual-scheduling form of a token bucket): an
+``acquire`` reserves the next slot in O(1) and sleeps until it, so a slow identity's waiters
+never hold up a fast one's. The configured rate is the ceiling; a ``ThrottlingException``
+lowers the identity's rate multiplicatively (at most once per decrease window, so one burst of
+throttles counts once) and it climbs back linearly to the ceiling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+
+DEFAULT_KEY = "default"
+
+
+class IdentityBucket:
+    """A token bucket for one identity; all of the worker's tasks share it."""
+
+    decrease_factor = 0.7
+    min_fraction = 0.05  # never below 5% of the ceiling
+    recovery_s = 10.0  # from the floor back to the ceiling, linearly
+
+    def __init__(
+        self, ceiling_mps: float, burst_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ceiling_mps = ceiling_mps
+        self.rate_mps = ceiling_mps
+        self._burst_s = burst_s
+        self._clock = clock
+        self._tat = clock()  # theoretical arrival time of the next token
+        self._last_adjust = self._tat
+        self._last_decrease = -1e18
+        self.waiting = 0
+        self.throttles = 0
+
+    def _recover(self, now: float) -> None:
+        if self.rate_mps < self.ceiling_mps:
+            step = self.ceiling_mps * (now - self._last_adjust) / self.recovery_s
+            self.rate_mps = min(self.ceiling_mps, self.rate_mps + step)
+        self._last_adjust = now
+
+    def reserve(self) -> float:
+        """Take the next slot; return how long to wait for it (0 = now)."""
+        now = self._clock()
+        self._recover(now)
+        interval = 1.0 / self.rate_mps
+        tolerance = max(0.0, self._burst_s * self.rate_mps - 1.0) * interval
+        tat = max(self._tat, now)
+        self._tat = tat + interval
+        return max(0.0, tat - tolerance - now)
+
+    async def acquire(self) -> float:
+        """Wait for a token; return the seconds waited."""
+        delay = self.reserve()
+        if delay > 0:
+            self.waiting += 1
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                self.waiting -= 1
+        return delay
+
+    def on_throttle(self) -> None:
+        """The provider said too fast: slow this identity down (once per window)."""
+        self.throttles += 1
+        now = self._clock()
+        self._recover(now)
+        window = max(1.0, 2.0 / self.rate_mps)
+        if now - self._last_decrease < window:
+            return
+        self._last_decrease = now
+        floor = self.ceiling_mps * self.min_fraction
+        self.rate_mps = max(floor, self.rate_mps * self.decrease_factor)
+        # Slots already handed out at the old rate are pushed back to the new spacing.
+        self._tat = max(self._tat, now) + 1.0 / self.rate_mps
+
+
+class RateLimiter:
+    """Buckets by origination identity, created on first use from the configured limits."""
+
+    def __init__(
+        self,
+        limits_mps: Mapping[str, float],
+        burst_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._limits = dict(limits_mps)
+        self._burst_s = burst_s
+        self._clock = clock
+        self._buckets: dict[str, IdentityBucket] = {}
+
+    def bucket(self, identity: str) -> IdentityBucket:
+        bucket = self._buckets.get(identity)
+        if bucket is None:
+            ceiling = self._limits.get(identity, self._limits.get(DEFAULT_KEY, 20.0))
+            bucket = IdentityBucket(ceiling, self._burst_s, self._clock)
+            self._buckets[identity] = bucket
+        return bucket
+
+    def buckets(self) -> Mapping[str, IdentityBucket]:
+        return self._buckets

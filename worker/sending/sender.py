@@ -1,0 +1,139 @@
+"""One request's send: ``SendMediaMessage`` with in-process retries (tenacity).
+
+Transient errors (throttling, 5xx, connection errors, timeouts) are retried with exponential
+backoff and full jitter, within an attempt budget and a total time budget that both sit well
+inside the claim's lease. Every call waits for a token of its origination identity, and a
+throttle slows that identity down for every task. botocore's own retries are off for this
+client (see :mod:`worker.aws.clients`), so the two layers don't multiply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from worker.logs import get_logger
+from worker.runtime.metrics import Metrics
+from worker.sending.errors import ErrorKind, SendError, classify
+from worker.sending.ratelimit import RateLimiter
+from worker.settings import Settings
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    message_id: str | None
+    error: SendError | None
+    calls: int
+    latency_ms: float  # of the last call
+
+    @property
+    def ok(self) -> bool:
+        return self.message_id is not None
+
+
+@dataclass(slots=True)
+class SendProgress:
+    """Where a send stands, readable by the pipeline if the send is cancelled."""
+
+    calls: int = 0
+    in_call: bool = False
+    last_error: SendError | None = None
+
+
+class _CallFailed(Exception):
+    def __init__(self, error: SendError) -> None:
+        super().__init__(error.code)
+        self.error = error
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, _CallFailed) and exc.error.kind is ErrorKind.TRANSIENT
+
+
+class Sender:
+    def __init__(
+        self, client: Any, limiter: RateLimiter, settings: Settings, metrics: Metrics
+    ) -> None:
+        self._client = client
+        self._limiter = limiter
+        self._settings = settings
+        self._metrics = metrics
+        self._call_deadline_s = settings.send_timeout_s + settings.connect_timeout_s + 1.0
+
+    async def send(
+        self,
+        params: dict[str, Any],
+        identity: str,
+        *,
+        first_token_held: bool,
+        progress: SendProgress | None = None,
+    ) -> SendResult:
+        """Send with retries; never raises for a send error (only for cancellation)."""
+        s = self._settings
+        bucket = self._limiter.bucket(identity)
+        state = progress if progress is not None else SendProgress()
+        latency_ms = 0.0
+
+        async def call_once() -> str:
+            nonlocal latency_ms
+            if state.calls > 0 or not first_token_held:
+                await bucket.acquire()
+            state.calls += 1
+            state.in_call = True
+            self._metrics.send_calls += 1
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(self._call_deadline_s):
+                    response = await self._client.send_media_message(**params)
+            except Exception as exc:
+                error = classify(exc)
+                if error is None:
+                    raise
+                state.last_error = error
+                if error.throttled:
+                    self._metrics.throttled += 1
+                    bucket.on_throttle()
+                raise _CallFailed(error) from exc
+            finally:
+                state.in_call = False
+                latency_ms = (time.perf_counter() - started) * 1000
+            return str(response["MessageId"])
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            code = exc.error.code if isinstance(exc, _CallFailed) else "unknown"
+            log.info(
+                "send_retry",
+                attempt=state.attempt_number,
+                error_code=code,
+                backoff_ms=round((state.upcoming_sleep or 0) * 1000),
+                identity_rate_mps=round(bucket.rate_mps, 2),
+            )
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_is_transient),
+            stop=stop_after_attempt(s.retry_attempts) | stop_after_delay(s.retry_budget_s),
+            wait=wait_random_exponential(
+                multiplier=s.retry_backoff_base_s, max=s.retry_backoff_max_s
+            ),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            message_id = await retrying(call_once)
+        except _CallFailed as failed:
+            return SendResult(None, failed.error, state.calls, latency_ms)
+        return SendResult(message_id, None, state.calls, latency_ms)

@@ -1,0 +1,164 @@
+"""The worker's one settings object: validated and frozen at start-up.
+
+Every field is an environment variable with the ``SMS_WORKER_`` prefix and a command-line
+option of ``sms-worker run`` (see :mod:`worker.cli`). Nothing deeper in the package reads
+``os.environ``; AWS endpoints, region and credentials come from the standard AWS chain,
+which botocore reads itself.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_IDENTITY_KEY = "default"
+
+
+def parse_rate_limits(raw: str | dict[str, float]) -> dict[str, float]:
+    """Parse ``"default=20,+18005550100=3,pool-abc=100"`` into ``{identity: mps}``."""
+    if isinstance(raw, dict):
+        items = list(raw.items())
+    else:
+        items = []
+        for part in raw.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            key, sep, value = part.rpartition("=")
+            if not sep or not key.strip():
+                raise ValueError(
+                    f"rate limit entry {part!r} is not IDENTITY=MPS; "
+                    "write e.g. 'default=20,+18005550100=3'"
+                )
+            items.append((key.strip(), value.strip()))
+    limits: dict[str, float] = {}
+    for key, value in items:
+        try:
+            mps = float(value)
+        except ValueError:
+            raise ValueError(f"rate limit for {key!r} is {value!r}, not a number") from None
+        if not mps > 0:
+            raise ValueError(f"rate limit for {key!r} must be > 0 messages per second")
+        limits[key] = mps
+    limits.setdefault(DEFAULT_IDENTITY_KEY, 20.0)
+    return limits
+
+
+class Settings(BaseSettings):
+    """What ``sms-worker run`` needs. Units are in the names."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SMS_WORKER_", frozen=True, extra="forbid", env_ignore_empty=True
+    )
+
+    queue_url: str = Field(description="URL of the SQS queue of send requests (required).")
+    table: str = Field(description="Name of the DynamoDB status table (required).")
+
+    max_in_flight: int = Field(
+        64, ge=1, le=10_000, description="Most messages held (received, not yet acknowledged)."
+    )
+    pollers: int = Field(2, ge=1, le=64, description="Concurrent ReceiveMessage long polls.")
+    wait_time_s: int = Field(20, ge=0, le=20, description="Long-poll wait of each receive.")
+    visibility_timeout_s: int = Field(
+        120, ge=10, le=43_200, description="Visibility timeout asked for on each receive."
+    )
+    rate_limits: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=lambda: {DEFAULT_IDENTITY_KEY: 20.0},
+        description=(
+            "Messages per second per origination identity, as 'default=20,IDENTITY=MPS,...'; "
+            "'default' applies to identities not listed."
+        ),
+    )
+    rate_burst_s: float = Field(
+        0.1, gt=0, le=10, description="Token bucket depth, in seconds of the identity's rate."
+    )
+    send_timeout_s: float = Field(10.0, gt=0, le=120, description="Read timeout of one send.")
+    connect_timeout_s: float = Field(3.0, gt=0, le=60, description="Connect timeout of a call.")
+    retry_attempts: int = Field(
+        5, ge=1, le=20, description="Send calls per receive before the request goes RETRYING."
+    )
+    retry_budget_s: float = Field(
+        30.0, gt=0, description="Total time of the in-process retries of one receive."
+    )
+    retry_backoff_base_s: float = Field(0.2, gt=0, description="First backoff ceiling.")
+    retry_backoff_max_s: float = Field(5.0, gt=0, description="Backoff cap (full jitter).")
+    redelivery_base_delay_s: int = Field(
+        30, ge=0, le=43_200, description="Visibility delay after the first RETRYING."
+    )
+    redelivery_max_delay_s: int = Field(
+        900, ge=0, le=43_200, description="Cap of the growing RETRYING delay."
+    )
+    max_receive_count: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Last allowed receive; default: the queue's redrive policy maxReceiveCount, "
+            "or 10 when the queue has none."
+        ),
+    )
+    cooldown_s: float = Field(
+        60.0, gt=0, description="Pause after an account-wide error (AccessDenied, quota)."
+    )
+    lease_s: float = Field(
+        60.0, gt=0, description="How long a claim (SENDING) keeps other workers off."
+    )
+    shutdown_grace_s: float = Field(
+        25.0, ge=0, description="On SIGTERM: how long in-flight sends may finish."
+    )
+    shutdown_hard_s: float = Field(
+        5.0, gt=0, description="After the grace: most time to write statuses and flush acks."
+    )
+    ack_flush_ms: int = Field(50, ge=1, le=5_000, description="Longest a delete waits to batch.")
+    record_ttl_days: int = Field(30, ge=1, description="Status records expire after this.")
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="'auto': console on a terminal, JSON otherwise."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
+    progress_interval_s: float = Field(
+        10.0, ge=0, description="Period of the 'progress' log event (0 disables)."
+    )
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _parse_rate_limits(cls, value: object) -> dict[str, float]:
+        if isinstance(value, str | dict):
+            return parse_rate_limits(value)  # type: ignore[arg-type]
+        raise ValueError("rate_limits must be 'IDENTITY=MPS,...'")
+
+    @field_validator("queue_url")
+    @classmethod
+    def _check_queue_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(
+                f"queue_url {value!r} is not a queue URL; use the QueueUrl that "
+                "CreateQueue/GetQueueUrl returns (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_budgets(self) -> Settings:
+        longest_hold = (
+            self.retry_budget_s
+            + self.retry_backoff_max_s
+            + self.send_timeout_s
+            + self.connect_timeout_s
+        )
+        if self.lease_s < longest_hold:
+            raise ValueError(
+                f"lease_s ({self.lease_s}) must cover retry_budget_s + retry_backoff_max_s + "
+                f"send_timeout_s + connect_timeout_s ({longest_hold}); raise lease_s or lower "
+                "the budgets"
+            )
+        if self.visibility_timeout_s < self.lease_s:
+            raise ValueError(
+                f"visibility_timeout_s ({self.visibility_timeout_s}) must be >= lease_s "
+                f"({self.lease_s}), or a message is redelivered while its claim is live"
+            )
+        if self.redelivery_max_delay_s < self.redelivery_base_delay_s:
+            raise ValueError("redelivery_max_delay_s must be >= redelivery_base_delay_s")
+        return self
+
+    def rate_for(self, identity: str) -> float:
+        return self.rate_limits.get(identity, self.rate_limits[DEFAULT_IDENTITY_KEY])

@@ -1,0 +1,1 @@
+"""The DynamoDB status table: one record per request, a small state machine."""

@@ -1,0 +1,273 @@
+"""The status table: the idempotent claim, the final write, and reads.
+
+The record is a small state machine (see the README): a request is *claimed* with one
+conditional write (new, ``RETRYING``, or ``SENDING`` whose lease has passed), and its outcome
+is written with a condition that this worker still owns the claim (its lease token). On a
+failed condition DynamoDB hands back the existing record (``ALL_OLD``), so no second read is
+needed to tell a duplicate from a live claim.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from worker.status.codec import decode_item, encode_value
+
+SENDING = "SENDING"
+SENT = "SENT"
+RETRYING = "RETRYING"
+FAILED = "FAILED"
+EXPIRED = "EXPIRED"
+FINAL_STATUSES = frozenset({SENT, FAILED, EXPIRED})
+
+_PLACEHOLDER = re.compile(r":\w+")
+_CLAIMABLE = (
+    "attribute_not_exists(RequestId) OR #Status = :retrying "
+    "OR (#Status = :sending AND #LeaseUntil < :now_ms)"
+)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """What the record copies from the request (any may be unknown for an invalid one)."""
+
+    request_id: str
+    sqs_message_id: str
+    receive_count: int
+    campaign_id: str | None = None
+    destination: str | None = None
+    identity: str | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """This worker owns the request until ``lease_until_ms``."""
+
+    request_id: str
+    token: str
+    attempts: int  # including the call about to be made
+    lease_until_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Existing:
+    """The claim lost: somebody else's record, as it stood."""
+
+    record: dict[str, Any]
+
+    @property
+    def status(self) -> str | None:
+        value = self.record.get("Status")
+        return str(value) if value is not None else None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def lease_until_ms(self) -> int:
+        return int(self.record.get("LeaseUntil") or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A final (or RETRYING) status to write for a claim."""
+
+    status: str
+    message_id: str | None = None
+    error_code: str | None = None
+    error_reason: str | None = None
+    error_message: str | None = None
+
+
+class StatusStore:
+    def __init__(self, client: Any, table: str, *, lease_s: float, ttl_days: int) -> None:
+        self._client = client
+        self._table = table
+        self._lease_ms = int(lease_s * 1000)
+        self._ttl_s = ttl_days * 86_400
+
+    def _common(self, info: RequestInfo, now_ms: int) -> tuple[list[str], dict[str, Any]]:
+        """SET clauses and values every write makes (copied fields, timestamps, TTL)."""
+        sets = [
+            "UpdatedAt = :now_iso",
+            "CreatedAt = if_not_exists(CreatedAt, :now_iso)",
+            "SqsMessageId = :sqs_id",
+            "ReceiveCount = :rc",
+            "ExpiresAt = :expires",
+        ]
+        values: dict[str, Any] = {
+            ":now_iso": now_iso(),
+            ":sqs_id": info.sqs_message_id,
+            ":rc": info.receive_count,
+            ":expires": now_ms // 1000 + self._ttl_s,
+        }
+        for attr, value in (
+            ("CampaignId", info.campaign_id),
+            ("DestinationPhoneNumber", info.destination),
+            ("OriginationIdentity", info.identity),
+        ):
+            if value is not None:
+                sets.append(f"{attr} = :{attr}")
+                values[f":{attr}"] = value
+        if info.dry_run:
+            sets.append("DryRun = :dry")
+            values[":dry"] = True
+        return sets, values
+
+    async def claim(self, info: RequestInfo) -> Claim | Existing:
+        """Take the request for one send (status SENDING) unless it is final or leased."""
+        now_ms = int(time.time() * 1000)
+        token = secrets.token_hex(8)
+        sets, values = self._common(info, now_ms)
+        sets += ["#Status = :sending", "#LeaseUntil = :lease", "LeaseToken = :token"]
+        values |= {
+            ":sending": SENDING,
+            ":retrying": RETRYING,
+            ":now_ms": now_ms,
+            ":lease": now_ms + self._lease_ms,
+            ":token": token,
+            ":one": 1,
+        }
+        try:
+            response = await self._update(
+                info.request_id,
+                f"SET {', '.join(sets)} ADD Attempts :one",
+                _CLAIMABLE,
+                values,
+                return_values="ALL_NEW",
+            )
+        except _ConditionFailed as lost:
+            if lost.record.get("LeaseToken") == token:
+                # Our own write went through and its answer was lost; botocore retried it.
+                return Claim(info.request_id, token, int(lost.record.get("Attempts") or 1),
+                             now_ms + self._lease_ms)
+            return Existing(lost.record)
+        record = decode_item(response.get("Attributes", {}))
+        return Claim(info.request_id, token, int(record.get("Attempts") or 1),
+                     now_ms + self._lease_ms)
+
+    async def finish(self, claim: Claim, info: RequestInfo, outcome: Outcome, calls: int) -> (
+        Existing | None
+    ):
+        """Write the outcome of a claim; returns the record instead if the lease was lost."""
+        now_ms = int(time.time() * 1000)
+        sets, values = self._common(info, now_ms)
+        sets += ["#Status = :status", "Attempts = :attempts"]
+        values |= {
+            ":status": outcome.status,
+            ":attempts": claim.attempts + max(0, calls - 1),
+            ":token": claim.token,
+            ":sending": SENDING,
+        }
+        removes = ["#LeaseUntil"]
+        if outcome.status == SENT:
+            sets += ["SentAt = :now_iso"]
+            removes += ["ErrorCode", "ErrorReason", "ErrorMessage"]
+            if outcome.message_id is not None:
+                sets.append("MessageId = :message_id")
+                values[":message_id"] = outcome.message_id
+        else:
+            self._error_fields(outcome, sets, removes, values)
+        expression = f"SET {', '.join(sets)} REMOVE {', '.join(removes)}"
+        try:
+            await self._update(
+                claim.request_id, expression, "LeaseToken = :token AND #Status = :sending", values
+            )
+        except _ConditionFailed as lost:
+            return Existing(lost.record)
+        return None
+
+    async def record_without_call(self, info: RequestInfo, outcome: Outcome) -> Existing | None:
+        """A final status reached before any call (invalid, expired), unless already final
+        or claimed: then the existing record is returned and nothing is written."""
+        now_ms = int(time.time() * 1000)
+        sets, values = self._common(info, now_ms)
+        sets += ["#Status = :status", "Attempts = if_not_exists(Attempts, :zero)"]
+        values |= {
+            ":status": outcome.status,
+            ":zero": 0,
+            ":sending": SENDING,
+            ":retrying": RETRYING,
+            ":now_ms": now_ms,
+        }
+        removes = ["#LeaseUntil"]
+        self._error_fields(outcome, sets, removes, values)
+        expression = f"SET {', '.join(sets)} REMOVE {', '.join(removes)}"
+        try:
+            await self._update(info.request_id, expression, _CLAIMABLE, values)
+        except _ConditionFailed as lost:
+            return Existing(lost.record)
+        return None
+
+    async def get(self, request_id: str) -> dict[str, Any] | None:
+        response = await self._client.get_item(
+            TableName=self._table,
+            Key={"RequestId": {"S": request_id}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return decode_item(item) if item else None
+
+    @staticmethod
+    def _error_fields(
+        outcome: Outcome, sets: list[str], removes: list[str], values: dict[str, Any]
+    ) -> None:
+        for attr, value in (
+            ("ErrorCode", outcome.error_code),
+            ("ErrorReason", outcome.error_reason),
+            ("ErrorMessage", outcome.error_message),
+        ):
+            if value:
+                sets.append(f"{attr} = :{attr}")
+                values[f":{attr}"] = value
+            else:
+                removes.append(attr)
+
+    async def _update(
+        self,
+        request_id: str,
+        update: str,
+        condition: str,
+        values: dict[str, Any],
+        return_values: str = "NONE",
+    ) -> dict[str, Any]:
+        names = {"#Status": "Status"}
+        if "#LeaseUntil" in update or "#LeaseUntil" in condition:
+            names["#LeaseUntil"] = "LeaseUntil"
+        placeholders = set(_PLACEHOLDER.findall(update + " " + condition))
+        used = {k: v for k, v in values.items() if k in placeholders}
+        try:
+            response: dict[str, Any] = await self._client.update_item(
+                TableName=self._table,
+                Key={"RequestId": {"S": request_id}},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={k: encode_value(v) for k, v in used.items()},
+                ReturnValues=return_values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                raise _ConditionFailed(decode_item(exc.response.get("Item") or {})) from None
+            raise
+        return response
+
+
+class _ConditionFailed(Exception):
+    def __init__(self, record: dict[str, Any]) -> None:
+        super().__init__("condition failed")
+        self.record = record
