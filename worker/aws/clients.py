@@ -48,9 +48,11 @@ async def open_clients(stack: AsyncExitStack, settings: Settings) -> AwsClients:
     ddb_config = AioConfig(
         read_timeout=10, retries={"mode": "standard", "max_attempts": 3}, **common
     )
+    # ``total_max_attempts`` is the number of calls. botocore's ``max_attempts`` counts
+    # *retries* (1 means two calls), so ``{"max_attempts": 1}`` would double every send.
     sms_config = AioConfig(
         read_timeout=settings.send_timeout_s,
-        retries={"mode": "standard", "max_attempts": 1},
+        retries={"mode": "standard", "total_max_attempts": 1},
         **common,
     )
     try:
