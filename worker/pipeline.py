@@ -133,12 +133,14 @@ class Pipeline:
             if self._stopping.is_set() or self._cooldown.active:
                 self._release(held, math.ceil(self._cooldown.remaining_s))
                 return
+            # From the claim on, a shutdown lets this request finish (within the grace
+            # period) instead of handing it back: a claim cut short would leave a live lease.
+            held.phase = Phase.SENDING
             claimed = await self._store.claim(info)
             if isinstance(claimed, Existing):
                 self._not_ours(held, claimed)
                 return
             claim = claimed
-            held.phase = Phase.SENDING
             log.info("claimed", attempt=claim.attempts)
             result = await self._sender.send(
                 request.api_params(), identity, first_token_held=True, progress=held.progress
