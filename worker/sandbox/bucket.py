@@ -1,0 +1,60 @@
+"""Token buckets, one per origination identity, as the service's MPS limit is."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from worker.sandbox.config import SandboxConfig
+
+Clock = Callable[[], float]
+
+
+class TokenBucket:
+    """Holds up to ``capacity`` tokens, refilled at ``rate`` tokens per second; starts full."""
+
+    __slots__ = ("_stamp", "_tokens", "capacity", "rate")
+
+    def __init__(self, rate: float, capacity: float, now: float) -> None:
+        if not rate > 0 or not capacity > 0:
+            raise ValueError("rate and capacity must be > 0")
+        self.rate = rate
+        self.capacity = capacity
+        self._tokens = capacity
+        self._stamp = now
+
+    def tokens(self, now: float) -> float:
+        """Tokens available at ``now`` (monotonic seconds)."""
+        elapsed = max(0.0, now - self._stamp)
+        return min(self.capacity, self._tokens + elapsed * self.rate)
+
+    def try_take(self, now: float) -> bool:
+        """Take one token if there is one; ``False`` means throttled."""
+        tokens = self.tokens(now)
+        self._stamp = max(self._stamp, now)
+        if tokens >= 1.0:
+            self._tokens = tokens - 1.0
+            return True
+        self._tokens = tokens
+        return False
+
+
+class RateLimiter:
+    """The per-identity buckets of one :class:`SandboxConfig`."""
+
+    def __init__(self, config: SandboxConfig, clock: Clock = time.monotonic) -> None:
+        self._config = config
+        self._clock = clock
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def try_acquire(self, identity: str) -> bool:
+        """Take a token for a send from ``identity``; ``False`` means throttled."""
+        rate = self._config.rate_for(identity)
+        if rate is None:
+            return True
+        now = self._clock()
+        bucket = self._buckets.get(identity)
+        if bucket is None:
+            capacity = max(1.0, self._config.burst_s * rate)
+            bucket = self._buckets[identity] = TokenBucket(rate, capacity, now)
+        return bucket.try_take(now)

@@ -1,0 +1,171 @@
+"""The sandbox's behaviour knobs: one frozen dataclass, built from the CLI or patched as JSON.
+
+The admin API (``POST /_sandbox/config``) takes a *partial* JSON object of the same fields:
+sets are written as JSON lists, ``mps`` as an object ``{identity: mps}`` (it replaces the
+whole map), and ``null`` clears an optional field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+from typing import Any
+
+ACCOUNT_ERRORS = ("AccessDeniedException", "ServiceQuotaExceededException")
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxConfig:
+    """How the sandbox answers ``SendMediaMessage``. Units are in the names.
+
+    ``default_mps`` applies to identities not in ``mps``; ``None`` means unlimited. Each
+    identity gets a token bucket holding ``max(1, burst_s * rate)`` tokens. Destinations in
+    ``opted_out`` get ConflictException; destinations starting with one of
+    ``blocked_prefixes`` (e.g. ``+44``) get ValidationException DESTINATION_COUNTRY_BLOCKED.
+    """
+
+    default_mps: float | None = None
+    mps: Mapping[str, float] = field(default_factory=dict)
+    burst_s: float = 1.0
+    latency_ms: float = 0.0
+    latency_jitter_ms: float = 0.0
+    fault_rate: float = 0.0
+    opted_out: AbstractSet[str] = frozenset()
+    blocked_prefixes: AbstractSet[str] = frozenset()
+    known_identities: AbstractSet[str] | None = None
+    account_error: str | None = None
+    record_path: str | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        # Freeze the containers so a config can be shared and compared safely.
+        object.__setattr__(self, "mps", dict(self.mps))
+        object.__setattr__(self, "opted_out", frozenset(self.opted_out))
+        object.__setattr__(self, "blocked_prefixes", frozenset(self.blocked_prefixes))
+        if self.known_identities is not None:
+            object.__setattr__(self, "known_identities", frozenset(self.known_identities))
+        _check_config(self)
+
+    def rate_for(self, identity: str) -> float | None:
+        """Messages per second allowed for ``identity`` (``None``: unlimited)."""
+        return self.mps.get(identity, self.default_mps)
+
+
+def _check_config(config: SandboxConfig) -> None:
+    if config.default_mps is not None and not config.default_mps > 0:
+        raise ValueError("default_mps must be > 0 (or null for unlimited)")
+    for identity, rate in config.mps.items():
+        if not identity:
+            raise ValueError("mps keys must be non-empty origination identities")
+        if not rate > 0:
+            raise ValueError(f"mps for {identity!r} must be > 0")
+    if not config.burst_s > 0:
+        raise ValueError("burst_s must be > 0")
+    if config.latency_ms < 0 or config.latency_jitter_ms < 0:
+        raise ValueError("latency_ms and latency_jitter_ms must be >= 0")
+    if not 0.0 <= config.fault_rate <= 1.0:
+        raise ValueError("fault_rate must be between 0 and 1")
+    if any(not prefix for prefix in config.blocked_prefixes):
+        raise ValueError("blocked_prefixes must be non-empty strings, e.g. '+44'")
+    if config.account_error is not None and config.account_error not in ACCOUNT_ERRORS:
+        raise ValueError(f"account_error must be one of {', '.join(ACCOUNT_ERRORS)} or null")
+
+
+def config_to_json(config: SandboxConfig) -> dict[str, Any]:
+    """The config as plain JSON (sets as sorted lists)."""
+    return {
+        "default_mps": config.default_mps,
+        "mps": dict(config.mps),
+        "burst_s": config.burst_s,
+        "latency_ms": config.latency_ms,
+        "latency_jitter_ms": config.latency_jitter_ms,
+        "fault_rate": config.fault_rate,
+        "opted_out": sorted(config.opted_out),
+        "blocked_prefixes": sorted(config.blocked_prefixes),
+        "known_identities": (
+            None if config.known_identities is None else sorted(config.known_identities)
+        ),
+        "account_error": config.account_error,
+        "record_path": config.record_path,
+        "seed": config.seed,
+    }
+
+
+def _number(name: str, value: object, *, optional: bool = False) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number{' or null' if optional else ''}")
+    return float(value)
+
+
+def _strings(name: str, value: object) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{name} must be a list of strings")
+    return frozenset(value)
+
+
+def _optional_str(name: str, value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{name} must be a string or null")
+    return value
+
+
+def _parse_field(name: str, value: object) -> object:
+    if name in ("default_mps",):
+        return _number(name, value, optional=True)
+    if name in ("burst_s", "latency_ms", "latency_jitter_ms", "fault_rate"):
+        return _number(name, value)
+    if name == "mps":
+        if not isinstance(value, dict):
+            raise ValueError("mps must be an object of {identity: messages per second}")
+        return {str(k): _number(f"mps[{k}]", v) for k, v in value.items()}
+    if name in ("opted_out", "blocked_prefixes"):
+        return _strings(name, value)
+    if name == "known_identities":
+        return None if value is None else _strings(name, value)
+    if name in ("account_error", "record_path"):
+        return _optional_str(name, value)
+    if name == "seed":
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError("seed must be an integer or null")
+        return value
+    raise ValueError(f"unknown config field {name!r}")
+
+
+def config_from_json(patch: object, base: SandboxConfig | None = None) -> SandboxConfig:
+    """Apply a partial JSON object to ``base`` (default: the defaults). Raises ValueError."""
+    if not isinstance(patch, dict):
+        raise ValueError("config must be a JSON object")
+    changes: dict[str, Any] = {
+        str(name): _parse_field(str(name), value) for name, value in patch.items()
+    }
+    return dataclasses.replace(base or SandboxConfig(), **changes)
+
+
+def parse_rates(entries: Iterable[str]) -> dict[str, float]:
+    """Parse ``["+18005550100=3", "pool-a=10,pool-b=20"]`` into ``{identity: mps}``."""
+    rates: dict[str, float] = {}
+    for entry in entries:
+        for part in entry.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            identity, sep, raw = part.rpartition("=")
+            if not sep or not identity.strip():
+                raise ValueError(f"rate {part!r} is not IDENTITY=MPS, e.g. '+18005550100=3'")
+            try:
+                rate = float(raw)
+            except ValueError:
+                raise ValueError(
+                    f"rate for {identity.strip()!r} is {raw!r}, not a number"
+                ) from None
+            rates[identity.strip()] = rate
+    return rates
+
+
+def parse_list(entries: Iterable[str]) -> frozenset[str]:
+    """Parse repeated and/or comma-separated values into a set."""
+    return frozenset(p.strip() for entry in entries for p in entry.split(",") if p.strip())

@@ -1,0 +1,201 @@
+"""What the sandbox knows: its config, the sends it accepted and its counters.
+
+:meth:`SandboxState.handle` decides the answer to one API call, synchronously (so the
+per-identity token buckets need no lock); the HTTP layer adds latency and serializes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+import uuid
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from worker.sandbox import errors
+from worker.sandbox.bucket import Clock, RateLimiter
+from worker.sandbox.config import SandboxConfig
+from worker.sandbox.logutil import mask, mask_identity
+from worker.sandbox.validation import validate_send_media_message
+
+TARGET_PREFIX = "PinpointSMSVoiceV2."
+SEND_TARGET = TARGET_PREFIX + "SendMediaMessage"
+
+log = structlog.get_logger("worker.sandbox")
+
+
+@dataclass(slots=True)
+class SandboxCounters:
+    """Outcome counts since start (or the last reset)."""
+
+    calls: int = 0
+    accepted: int = 0
+    dry_runs: int = 0
+    throttled: int = 0
+    faults: int = 0
+    validation_errors: int = 0
+    conflicts: int = 0
+    not_found: int = 0
+    blocked: int = 0
+    account_errors: int = 0
+    unknown_operations: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    accepted_by_identity: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class SendRecord:
+    """One accepted send (or dry run). ``params`` is the full request JSON."""
+
+    message_id: str
+    received_at: float
+    identity: str
+    destination: str
+    dry_run: bool
+    params: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class SandboxState:
+    """The sandbox's mutable state; swap the config with :meth:`update_config`."""
+
+    def __init__(
+        self, config: SandboxConfig, clock: Clock = time.monotonic, wall: Clock = time.time
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        self._wall = wall
+        self._limiter = RateLimiter(config, clock)
+        self._rng = random.Random(config.seed)
+        self.sends: list[SendRecord] = []
+        self.counters = SandboxCounters()
+
+    @property
+    def config(self) -> SandboxConfig:
+        return self._config
+
+    def update_config(self, config: SandboxConfig) -> None:
+        """Use ``config`` from now on. Rate changes refill the buckets; a new seed reseeds."""
+        old, self._config = self._config, config
+        rates = (config.default_mps, config.mps, config.burst_s)
+        if (old.default_mps, old.mps, old.burst_s) != rates:
+            self._limiter = RateLimiter(config, self._clock)
+        if old.seed != config.seed:
+            self._rng.seed(config.seed)
+        log.info("sandbox_config_updated")
+
+    def reset(self) -> None:
+        """Forget sends and counters, refill the buckets and reseed; keep the config."""
+        in_flight = self.counters.in_flight
+        self.sends.clear()
+        self.counters = SandboxCounters(in_flight=in_flight, max_in_flight=in_flight)
+        self._limiter = RateLimiter(self._config, self._clock)
+        self._rng.seed(self._config.seed)
+        log.info("sandbox_reset")
+
+    def latency_s(self) -> float:
+        """Seconds to wait before answering: ``latency_ms`` ± uniform jitter, at least 0."""
+        mean, jitter = self._config.latency_ms, self._config.latency_jitter_ms
+        if jitter > 0:
+            mean += self._rng.uniform(-jitter, jitter)
+        return max(0.0, mean) / 1000.0
+
+    def handle(self, target: str, raw: bytes) -> dict[str, Any]:
+        """The success body for one call, or raises :class:`errors.ApiError`."""
+        counters, config = self.counters, self._config
+        counters.calls += 1
+        if target != SEND_TARGET:
+            counters.unknown_operations += 1
+            raise errors.unknown_operation(target)
+        if config.fault_rate > 0 and self._rng.random() < config.fault_rate:
+            counters.faults += 1
+            raise errors.internal(str(uuid.uuid4()))
+        try:
+            params = json.loads(raw or b"{}")
+        except ValueError:
+            counters.validation_errors += 1
+            raise errors.serialization("The request body is not valid JSON") from None
+        invalid = validate_send_media_message(params)
+        if invalid is not None:
+            counters.validation_errors += 1
+            log.debug(
+                "sandbox_send_invalid", reason=invalid[0], fields=[e.name for e in invalid[1]]
+            )
+            raise errors.validation_error(*invalid)
+        return self._send(params)
+
+    def _send(self, params: dict[str, Any]) -> dict[str, Any]:
+        counters, config = self.counters, self._config
+        identity: str = params["OriginationIdentity"]
+        destination: str = params["DestinationPhoneNumber"]
+        outcome = "accepted"
+        try:
+            if config.account_error is not None:
+                outcome = "account_error"
+                counters.account_errors += 1
+                raise errors.account_error(config.account_error)
+            if config.known_identities is not None and identity not in config.known_identities:
+                outcome = "not_found"
+                counters.not_found += 1
+                raise errors.not_found(identity)
+            prefix = _blocked_prefix(destination, config.blocked_prefixes)
+            if prefix is not None:
+                outcome = "blocked"
+                counters.blocked += 1
+                raise errors.blocked(prefix)
+            if not self._limiter.try_acquire(identity):
+                outcome = "throttled"
+                counters.throttled += 1
+                raise errors.throttled()
+            if destination in config.opted_out:
+                outcome = "opted_out"
+                counters.conflicts += 1
+                raise errors.opted_out(destination)
+        finally:
+            log.debug(
+                "sandbox_send",
+                outcome=outcome,
+                identity=mask_identity(identity),
+                destination=mask(destination),
+            )
+        record = SendRecord(
+            message_id=str(uuid.uuid4()),
+            received_at=self._wall(),
+            identity=identity,
+            destination=destination,
+            dry_run=bool(params.get("DryRun", False)),
+            params=params,
+        )
+        self._record(record)
+        return {"MessageId": record.message_id}
+
+    def _record(self, record: SendRecord) -> None:
+        counters = self.counters
+        counters.accepted += 1
+        counters.dry_runs += int(record.dry_run)
+        by_identity = counters.accepted_by_identity
+        by_identity[record.identity] = by_identity.get(record.identity, 0) + 1
+        self.sends.append(record)
+        path = self._config.record_path
+        if path is None:
+            return
+        try:
+            with open(path, "a", encoding="utf-8") as out:
+                out.write(json.dumps(record.to_json()) + "\n")
+        except OSError as exc:
+            log.warning("sandbox_record_write_failed", error=type(exc).__name__)
+
+
+def _blocked_prefix(destination: str, prefixes: AbstractSet[str]) -> str | None:
+    return next((p for p in sorted(prefixes) if destination.startswith(p)), None)
