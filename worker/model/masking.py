@@ -1,0 +1,27 @@
+"""Masking of phone numbers for logs and metrics: personal data never appears whole."""
+
+from __future__ import annotations
+
+import re
+
+_MASK = "***"
+_SHORT = 9
+_PHONE_LIKE = re.compile(r"\+[0-9]")
+
+
+def mask_phone(number: str) -> str:
+    """``+12065550100`` -> ``+1206***0100``; 9 characters or fewer keep only the first 3."""
+    if len(number) <= _SHORT:
+        return number[:3] + _MASK
+    return number[:5] + _MASK + number[-4:]
+
+
+def mask_identity(identity: str) -> str:
+    """Mask an origination identity when it is a phone number ('+' and a digit first).
+
+    Phone number ids and ARNs, pool ids and ARNs and sender ids are not personal data and
+    are returned unchanged.
+    """
+    if _PHONE_LIKE.match(identity):
+        return mask_phone(identity)
+    return identity

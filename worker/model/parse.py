@@ -1,0 +1,206 @@
+"""Turn one SQS message body into a :class:`ParsedRequest` or an :class:`InvalidRequest`.
+
+:func:`parse_request` never raises: whatever the body holds, the caller gets a result it can
+record. JSON is read strictly: UTF-8 only, no ``NaN``/``Infinity``, no key given twice at any
+depth (which of two values would win is not something a sender should have to guess).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from worker.model import messages
+from worker.model.request import SendRequest
+from worker.model.rules import CONTRACT_KEYS
+
+_RANK = {key: index for index, key in enumerate(CONTRACT_KEYS)}
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRequest:
+    """A valid body."""
+
+    request: SendRequest
+    request_id: str  # RequestId, or the SQS MessageId when the body has none
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidRequest:
+    """A body that must not be sent, with what is known about it for the status record."""
+
+    request_id: str  # the body's RequestId when that key is valid, else the SQS MessageId
+    field: str  # the first invalid key's name, or "body" when the body is not a JSON object
+    message: str  # what is wrong and what to do; never holds a value from the body
+    campaign_id: str | None = None  # CampaignId when that key is valid
+    destination: str | None = None  # DestinationPhoneNumber when that key is valid
+    identity: str | None = None  # OriginationIdentity when that key is valid
+
+
+class _DuplicatedKeys(dict[str, Any]):
+    """A decoded JSON object in which some keys were given more than once."""
+
+    __slots__ = ("duplicates",)
+
+    def __init__(self, pairs: list[tuple[str, Any]], duplicates: tuple[str, ...]) -> None:
+        super().__init__(pairs)
+        self.duplicates = duplicates
+
+
+class _BodyError(Exception):
+    """The body is not a JSON object; the argument says what it is instead."""
+
+
+def _object_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    seen: set[str] = set()
+    duplicates: list[str] = []
+    for key, _ in pairs:
+        if key in seen and key not in duplicates:
+            duplicates.append(key)
+        seen.add(key)
+    return _DuplicatedKeys(pairs, tuple(duplicates))
+
+
+def _no_constant(name: str) -> Any:
+    raise _BodyError(f"{name}, which JSON does not allow")
+
+
+def _no_overflow(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise _BodyError("a number too large for a double")
+    return number
+
+
+def _decode(body: str | bytes) -> object:
+    if isinstance(body, bytes | bytearray):
+        try:
+            body = bytes(body).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _BodyError("bytes that are not UTF-8") from None
+    try:
+        return json.loads(
+            body,
+            object_pairs_hook=_object_pairs,
+            parse_constant=_no_constant,
+            parse_float=_no_overflow,
+        )
+    except json.JSONDecodeError as exc:
+        raise _BodyError(f"text that is not JSON ({exc.msg} at character {exc.pos})") from None
+    except RecursionError:
+        raise _BodyError("JSON nested too deeply") from None
+    except ValueError:  # e.g. an integer literal beyond Python's digit limit
+        raise _BodyError("a JSON number too long to read") from None
+
+
+def _holds_duplicates(value: object) -> bool:
+    """True when a JSON object with a duplicated key is anywhere inside ``value``."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _DuplicatedKeys):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _rank(key: str) -> tuple[int, str]:
+    """Unknown keys first (by name), then contract order."""
+    return (_RANK.get(key, -1), key)
+
+
+def _first(keys: Iterable[str]) -> str:
+    return min(keys, key=_rank)
+
+
+def _field_of(error: Mapping[str, Any]) -> str:
+    loc = error["loc"]
+    return str(loc[0]) if loc else "MessageBody"  # the model-level check: no content
+
+
+def _invalid_fields(data: dict[str, Any]) -> tuple[dict[str, str], SendRequest | None]:
+    """Validate; map each invalid key to its message (in error order)."""
+    try:
+        return {}, SendRequest.model_validate(data)
+    except ValidationError as exc:
+        found: dict[str, str] = {}
+        for error in exc.errors(include_url=False, include_context=False):
+            field = _field_of(error)
+            if field in found:
+                continue
+            if error["type"] == "extra_forbidden":
+                found[field] = messages.unknown_key(field)
+            elif not error["loc"]:
+                found[field] = messages.NO_CONTENT
+            else:
+                found[field] = messages.field_error(
+                    field, error["type"], error["loc"], error.get("input")
+                )
+        return found, None
+
+
+def _valid(data: Mapping[str, Any], invalid: Iterable[str], key: str) -> str | None:
+    value = data.get(key)
+    if key in invalid or not isinstance(value, str):
+        return None
+    return value
+
+
+def _invalid(
+    data: Mapping[str, Any], invalid: Iterable[str], sqs_message_id: str, field: str, message: str
+) -> InvalidRequest:
+    bad = set(invalid)
+    return InvalidRequest(
+        request_id=_valid(data, bad, "RequestId") or sqs_message_id,
+        field=messages.safe_key(field),
+        message=message,
+        campaign_id=_valid(data, bad, "CampaignId"),
+        destination=_valid(data, bad, "DestinationPhoneNumber"),
+        identity=_valid(data, bad, "OriginationIdentity"),
+    )
+
+
+def _parse(body: str | bytes, sqs_message_id: str) -> ParsedRequest | InvalidRequest:
+    try:
+        data = _decode(body)
+    except _BodyError as exc:
+        return InvalidRequest(sqs_message_id, "body", messages.body_error(str(exc)))
+    if not isinstance(data, dict):
+        return InvalidRequest(sqs_message_id, "body", messages.body_error(messages.json_kind(data)))
+
+    duplicated = set(data.duplicates) if isinstance(data, _DuplicatedKeys) else set()
+    nested = {key for key, value in data.items() if _holds_duplicates(value)} - duplicated
+    if duplicated or nested:
+        field = _first(duplicated | nested)
+        message = (
+            messages.duplicate_key(field) if field in duplicated
+            else messages.nested_duplicate_key(field)
+        )  # fmt: skip
+        rest = {key: value for key, value in data.items() if key not in duplicated | nested}
+        found, _ = _invalid_fields(rest)
+        return _invalid(rest, found, sqs_message_id, field, message)
+
+    found, request = _invalid_fields(data)
+    if request is None:
+        field = _first(found)
+        return _invalid(data, found, sqs_message_id, field, found[field])
+    return ParsedRequest(request, request.RequestId or sqs_message_id)
+
+
+def parse_request(body: str | bytes, *, sqs_message_id: str) -> ParsedRequest | InvalidRequest:
+    """Parse and validate one SQS message body. Never raises."""
+    try:
+        return _parse(body, sqs_message_id)
+    except Exception:  # a bug here must not poison the queue: report the body as unusable
+        return InvalidRequest(sqs_message_id, "body", messages.UNEXPECTED)
