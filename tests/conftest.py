@@ -102,8 +102,14 @@ class Sandbox:
         async with self._http.post(f"{self.url}/_sandbox/reset") as r:
             assert r.status == 200
         await self.configure(
-            default_mps=None, mps={}, latency_ms=0, latency_jitter_ms=0, fault_rate=0,
-            opted_out=[], known_identities=None, account_error=None,
+            default_mps=None,
+            mps={},
+            latency_ms=0,
+            latency_jitter_ms=0,
+            fault_rate=0,
+            opted_out=[],
+            known_identities=None,
+            account_error=None,
         )
 
     async def sends_by_destination(self) -> dict[str, int]:
@@ -147,9 +153,7 @@ class Env:
 @pytest.fixture
 async def env(aws: Aws) -> Env:
     name = "t-" + uuid.uuid4().hex[:12]
-    res = await ensure_resources(
-        aws.sqs, aws.ddb, queue_name=name, table=name, max_receive_count=3
-    )
+    res = await ensure_resources(aws.sqs, aws.ddb, queue_name=name, table=name, max_receive_count=3)
     return Env(res.queue_url, res.dlq_url, res.table)
 
 
@@ -265,10 +269,12 @@ async def table_items(ddb: Any, table: str) -> dict[str, dict[str, Any]]:
 
 
 async def queue_depth(sqs: Any, queue_url: str) -> int:
-    attrs = (await sqs.get_queue_attributes(
-        QueueUrl=queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    ))["Attributes"]
+    attrs = (
+        await sqs.get_queue_attributes(
+            QueueUrl=queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )
+    )["Attributes"]
     return int(attrs["ApproximateNumberOfMessages"]) + int(
         attrs["ApproximateNumberOfMessagesNotVisible"]
     )

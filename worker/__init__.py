@@ -1,3 +1,3 @@
-"""sms-worker: drain an SQS queue of MMS send requests through PinpointSMSVoiceV2 SendMediaMessage."""
+"""sms-worker: send the MMS requests of an SQS queue with PinpointSMSVoiceV2 SendMediaMessage."""
 
 __version__ = "0.1.0"

@@ -7,28 +7,16 @@ Context (request id, SQS message id, receive count, identity) is bound through
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
-# Anything that looks like an E.164 number, wherever it appears in a log value.
-_E164 = re.compile(r"\+\d{6,15}")
+from worker.masking import mask_text
+
 # Keys whose values are never logged at all.
 _DROPPED_KEYS = frozenset({"MessageBody", "message_body", "body", "Context"})
-
-
-def mask_number(number: str) -> str:
-    """``+12065550100`` -> ``+1206***0100``; short numbers keep less."""
-    if len(number) <= 9:
-        return number[:3] + "***"
-    return number[:5] + "***" + number[-4:]
-
-
-def _mask_text(value: str) -> str:
-    return _E164.sub(lambda m: mask_number(m.group(0)), value)
 
 
 def redact_personal_data(
@@ -41,7 +29,7 @@ def redact_personal_data(
             continue
         value = event_dict[key]
         if isinstance(value, str) and "+" in value:
-            event_dict[key] = _mask_text(value)
+            event_dict[key] = mask_text(value)
     return event_dict
 
 

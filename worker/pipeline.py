@@ -12,8 +12,10 @@ import asyncio
 import enum
 import math
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 
@@ -99,12 +101,18 @@ class Pipeline:
             parsed = parse_request(msg.body, sqs_message_id=msg.message_id)
             if isinstance(parsed, InvalidRequest):
                 info = RequestInfo(
-                    parsed.request_id, msg.message_id, msg.receive_count,
-                    parsed.campaign_id, parsed.destination, parsed.identity,
+                    parsed.request_id,
+                    msg.message_id,
+                    msg.receive_count,
+                    parsed.campaign_id,
+                    parsed.destination,
+                    parsed.identity,
                 )
                 structlog.contextvars.bind_contextvars(request_id=info.request_id)
                 outcome = Outcome(
-                    FAILED, error_code=INVALID_REQUEST, error_reason=parsed.field,
+                    FAILED,
+                    error_code=INVALID_REQUEST,
+                    error_reason=parsed.field,
                     error_message=parsed.message,
                 )
                 await self._shielded(held, self._record_without_call(held, info, outcome))
@@ -112,8 +120,13 @@ class Pipeline:
             request = parsed.request
             identity = request.OriginationIdentity
             info = RequestInfo(
-                parsed.request_id, msg.message_id, msg.receive_count, request.CampaignId,
-                request.DestinationPhoneNumber, identity, bool(request.DryRun),
+                parsed.request_id,
+                msg.message_id,
+                msg.receive_count,
+                request.CampaignId,
+                request.DestinationPhoneNumber,
+                identity,
+                bool(request.DryRun),
             )
             structlog.contextvars.bind_contextvars(
                 request_id=info.request_id, identity=mask_identity(identity)
@@ -121,7 +134,8 @@ class Pipeline:
             not_after = request.not_after
             if not_after is not None and datetime.now(UTC) > not_after:
                 outcome = Outcome(
-                    EXPIRED, error_message=f"NotAfter {not_after.isoformat()} passed before "
+                    EXPIRED,
+                    error_message=f"NotAfter {not_after.isoformat()} passed before "
                     "the request could be sent",
                 )
                 await self._shielded(held, self._record_without_call(held, info, outcome))
@@ -153,16 +167,16 @@ class Pipeline:
             # A dependency failed (DynamoDB unreachable, say). Leave the message: SQS
             # delivers it again after its visibility timeout; nothing is lost.
             log.error(
-                "processing_error", error=type(exc).__name__, detail=str(exc)[:300],
+                "processing_error",
+                error=type(exc).__name__,
+                detail=str(exc)[:300],
                 action="the message will be delivered again; check DynamoDB/SQS reachability",
             )
         finally:
             held.phase = Phase.DONE
 
     # -- outcomes --------------------------------------------------------------------------
-    async def _record_without_call(
-        self, held: Held, info: RequestInfo, outcome: Outcome
-    ) -> None:
+    async def _record_without_call(self, held: Held, info: RequestInfo, outcome: Outcome) -> None:
         existing = await self._store.record_without_call(info, outcome)
         if existing is not None:
             self._not_ours(held, existing)
@@ -172,8 +186,12 @@ class Pipeline:
             log.info("expired")
         else:
             self._metrics.failed[outcome.error_code or FAILED] += 1
-            log.info("failed", error_code=outcome.error_code, error_reason=outcome.error_reason,
-                     error_message=outcome.error_message)
+            log.info(
+                "failed",
+                error_code=outcome.error_code,
+                error_reason=outcome.error_reason,
+                error_message=outcome.error_message,
+            )
         self._delete(held)
 
     async def _conclude(
@@ -188,21 +206,31 @@ class Pipeline:
         lost = await self._store.finish(claim, info, outcome, result.calls)
         if lost is not None:
             log.warning(
-                "lease_lost", status=outcome.status, now_status=lost.status, attempt=attempt,
+                "lease_lost",
+                status=outcome.status,
+                now_status=lost.status,
+                attempt=attempt,
                 action="raise lease_s above the longest send (retry budget + timeouts)",
             )
         if outcome.status == SENT:
             self._metrics.sent += 1
-            log.info("sent", attempt=attempt, latency_ms=round(result.latency_ms, 1),
-                     dry_run=info.dry_run or None)
+            log.info(
+                "sent",
+                attempt=attempt,
+                latency_ms=round(result.latency_ms, 1),
+                dry_run=info.dry_run or None,
+            )
             self._delete(held)  # sent: whatever the record says, never send it again
             return
         if lost is not None:
             return  # someone else owns the request now; leave the message as it is
         error = result.error
         assert error is not None
-        fields = {"attempt": attempt, "error_code": outcome.error_code,
-                  "error_reason": outcome.error_reason}
+        fields = {
+            "attempt": attempt,
+            "error_code": outcome.error_code,
+            "error_reason": outcome.error_reason,
+        }
         if outcome.status == RETRYING:
             delay_s = self._redelivery_delay_s(held.message.receive_count, error)
             self._metrics.retrying += 1
@@ -219,18 +247,25 @@ class Pipeline:
 
     def _failure_outcome(self, message: QueueMessage, error: SendError) -> Outcome:
         if error.kind is ErrorKind.PERMANENT:
-            return Outcome(FAILED, error_code=error.code, error_reason=error.reason,
-                           error_message=error.message)
+            return Outcome(
+                FAILED,
+                error_code=error.code,
+                error_reason=error.reason,
+                error_message=error.message,
+            )
         if error.kind is ErrorKind.ACCOUNT:
             self._cooldown.trigger(error.code)
         if message.receive_count >= self.max_receive_count:
             return Outcome(
-                FAILED, error_code=RETRIES_EXHAUSTED, error_reason=error.code,
+                FAILED,
+                error_code=RETRIES_EXHAUSTED,
+                error_reason=error.code,
                 error_message=f"still failing on receive {message.receive_count} of "
                 f"{self.max_receive_count}; last error {error.code}: {error.message}"[:1000],
             )
-        return Outcome(RETRYING, error_code=error.code, error_reason=error.reason,
-                       error_message=error.message)
+        return Outcome(
+            RETRYING, error_code=error.code, error_reason=error.reason, error_message=error.message
+        )
 
     def _redelivery_delay_s(self, receive_count: int, error: SendError) -> int:
         s = self._s
@@ -270,13 +305,13 @@ class Pipeline:
             result = SendResult(None, error, progress.calls, 0.0)
             self._start_shielded(self._conclude(held, claim, info, result))
 
-    async def _shielded(self, held: Held, coro: object) -> None:
+    async def _shielded(self, held: Held, coro: Coroutine[Any, Any, None]) -> None:
         held.phase = Phase.CONCLUDING
         task = self._start_shielded(coro)
         await asyncio.shield(task)
 
-    def _start_shielded(self, coro: object) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _start_shielded(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
         self.concluding.add(task)
         task.add_done_callback(self._concluded)
         return task
@@ -285,8 +320,12 @@ class Pipeline:
         self.concluding.discard(task)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
-            log.error("record_failed", error=type(exc).__name__, detail=str(exc)[:300],
-                      action="the message will be delivered again and its status completed")
+            log.error(
+                "record_failed",
+                error=type(exc).__name__,
+                detail=str(exc)[:300],
+                action="the message will be delivered again and its status completed",
+            )
 
     def _delete(self, held: Held) -> None:
         held.phase = Phase.DONE

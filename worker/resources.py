@@ -21,12 +21,14 @@ async def ensure_queue(
     sqs: Any, name: str, *, max_receive_count: int = 5, visibility_timeout_s: int = 120
 ) -> tuple[str, str]:
     """The queue ``name`` with a dead-letter queue ``name-dlq``; returns both URLs."""
-    dlq_url = (await sqs.create_queue(
-        QueueName=f"{name}-dlq", Attributes={"MessageRetentionPeriod": "1209600"}
-    ))["QueueUrl"]
-    dlq_arn = (await sqs.get_queue_attributes(
-        QueueUrl=dlq_url, AttributeNames=["QueueArn"]
-    ))["Attributes"]["QueueArn"]
+    dlq_url = (
+        await sqs.create_queue(
+            QueueName=f"{name}-dlq", Attributes={"MessageRetentionPeriod": "1209600"}
+        )
+    )["QueueUrl"]
+    dlq_arn = (await sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"]))[
+        "Attributes"
+    ]["QueueArn"]
     attributes = {
         "VisibilityTimeout": str(visibility_timeout_s),
         "MessageRetentionPeriod": "1209600",
@@ -38,7 +40,8 @@ async def ensure_queue(
         queue_url = (await sqs.create_queue(QueueName=name, Attributes=attributes))["QueueUrl"]
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") not in (
-            "QueueAlreadyExists", "QueueNameExists"
+            "QueueAlreadyExists",
+            "QueueNameExists",
         ):
             raise
         queue_url = (await sqs.get_queue_url(QueueName=name))["QueueUrl"]

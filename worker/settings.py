@@ -18,6 +18,7 @@ DEFAULT_IDENTITY_KEY = "default"
 
 def parse_rate_limits(raw: str | dict[str, float]) -> dict[str, float]:
     """Parse ``"default=20,+18005550100=3,pool-abc=100"`` into ``{identity: mps}``."""
+    items: list[tuple[str, object]]
     if isinstance(raw, dict):
         items = list(raw.items())
     else:
@@ -34,11 +35,11 @@ def parse_rate_limits(raw: str | dict[str, float]) -> dict[str, float]:
                 )
             items.append((key.strip(), value.strip()))
     limits: dict[str, float] = {}
-    for key, value in items:
+    for key, raw_mps in items:
         try:
-            mps = float(value)
+            mps = float(str(raw_mps))
         except ValueError:
-            raise ValueError(f"rate limit for {key!r} is {value!r}, not a number") from None
+            raise ValueError(f"rate limit for {key!r} is {raw_mps!r}, not a number") from None
         if not mps > 0:
             raise ValueError(f"rate limit for {key!r} must be > 0 messages per second")
         limits[key] = mps
@@ -124,7 +125,7 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_rate_limits(cls, value: object) -> dict[str, float]:
         if isinstance(value, str | dict):
-            return parse_rate_limits(value)  # type: ignore[arg-type]
+            return parse_rate_limits(value)
         raise ValueError("rate_limits must be 'IDENTITY=MPS,...'")
 
     @field_validator("queue_url")

@@ -8,8 +8,6 @@ import time
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
-
 from conftest import (
     Aws,
     Env,
@@ -22,6 +20,8 @@ from conftest import (
     table_items,
     wait_for,
 )
+from structlog.testing import capture_logs
+
 from worker.status.codec import encode_value
 
 FINAL = {"SENT", "FAILED", "EXPIRED"}
@@ -63,12 +63,16 @@ async def test_sent_and_dry_run(aws: Aws, env: Env, sandbox: Sandbox) -> None:
 
 async def test_duplicate_delivery_makes_no_call(aws: Aws, env: Env, sandbox: Sandbox) -> None:
     expired = request(3, NotAfter="2020-01-01T00:00:00Z")
-    await enqueue(aws.sqs, env.queue_url, [request(1), request(2, DestinationPhoneNumber="x"),
-                                           expired])
+    await enqueue(
+        aws.sqs, env.queue_url, [request(1), request(2, DestinationPhoneNumber="x"), expired]
+    )
     async with running_worker(make_settings(env)):
         first = await settled(aws, env, {"req-1", "req-2", "req-3"})
         assert [first[r]["Status"] for r in ("req-1", "req-2", "req-3")] == [
-            "SENT", "FAILED", "EXPIRED"]
+            "SENT",
+            "FAILED",
+            "EXPIRED",
+        ]
         # The same RequestIds again, now all valid and sendable: every one is a duplicate.
         with capture_logs() as logs:
             await enqueue(aws.sqs, env.queue_url, [request(1), request(2), request(3)])
@@ -86,11 +90,16 @@ async def test_live_lease_elsewhere_is_left_then_taken(
     aws: Aws, env: Env, sandbox: Sandbox
 ) -> None:
     lease_until = int(time.time() * 1000) + 4000
-    await aws.ddb.put_item(TableName=env.table, Item={
-        "RequestId": encode_value("req-1"), "Status": encode_value("SENDING"),
-        "LeaseUntil": encode_value(lease_until), "LeaseToken": encode_value("other"),
-        "Attempts": encode_value(1),
-    })
+    await aws.ddb.put_item(
+        TableName=env.table,
+        Item={
+            "RequestId": encode_value("req-1"),
+            "Status": encode_value("SENDING"),
+            "LeaseUntil": encode_value(lease_until),
+            "LeaseToken": encode_value("other"),
+            "Attempts": encode_value(1),
+        },
+    )
     await enqueue(aws.sqs, env.queue_url, [request(1)])
     with capture_logs() as logs:
         async with running_worker(make_settings(env)):
@@ -125,9 +134,7 @@ INVALID_BODIES: list[tuple[Any, str, bool]] = [
 ]
 
 
-async def test_invalid_requests_fail_without_a_call(
-    aws: Aws, env: Env, sandbox: Sandbox
-) -> None:
+async def test_invalid_requests_fail_without_a_call(aws: Aws, env: Env, sandbox: Sandbox) -> None:
     bodies = [b for b, _, _ in INVALID_BODIES]
     sqs_ids = await enqueue(aws.sqs, env.queue_url, bodies)
     keys = []
@@ -138,7 +145,10 @@ async def test_invalid_requests_fail_without_a_call(
     for (body, reason, _), key in zip(INVALID_BODIES, keys, strict=True):
         item = items[key]
         assert (item["Status"], item["ErrorCode"], item["ErrorReason"]) == (
-            "FAILED", "INVALID_REQUEST", reason), (body, item)
+            "FAILED",
+            "INVALID_REQUEST",
+            reason,
+        ), (body, item)
         assert item["ErrorMessage"]
         assert item["Attempts"] == 0
         if isinstance(body, dict) and reason != "DestinationPhoneNumber":
@@ -147,10 +157,14 @@ async def test_invalid_requests_fail_without_a_call(
 
 
 async def test_not_after_passed_is_expired(aws: Aws, env: Env, sandbox: Sandbox) -> None:
-    await enqueue(aws.sqs, env.queue_url, [
-        request(1, NotAfter="2020-01-01T00:00:00+02:00", CampaignId="c-1"),
-        request(2, NotAfter="2999-01-01T00:00:00Z"),
-    ])
+    await enqueue(
+        aws.sqs,
+        env.queue_url,
+        [
+            request(1, NotAfter="2020-01-01T00:00:00+02:00", CampaignId="c-1"),
+            request(2, NotAfter="2999-01-01T00:00:00Z"),
+        ],
+    )
     async with running_worker(make_settings(env)):
         items = await settled(aws, env, {"req-1", "req-2"})
     assert items["req-1"]["Status"] == "EXPIRED" and items["req-1"]["CampaignId"] == "c-1"
@@ -162,16 +176,29 @@ async def test_not_after_passed_is_expired(aws: Aws, env: Env, sandbox: Sandbox)
 @pytest.mark.parametrize(
     ("config", "fields", "code", "reason"),
     [
-        ({"opted_out": ["+12065550001"]}, {}, "ConflictException",
-         "DESTINATION_PHONE_NUMBER_OPTED_OUT"),
+        (
+            {"opted_out": ["+12065550001"]},
+            {},
+            "ConflictException",
+            "DESTINATION_PHONE_NUMBER_OPTED_OUT",
+        ),
         ({"known_identities": ["+18005550199"]}, {}, "ResourceNotFoundException", None),
-        ({"blocked_prefixes": ["+4479"]}, {"DestinationPhoneNumber": "+447911123456"},
-         "ValidationException", "DESTINATION_COUNTRY_BLOCKED"),
+        (
+            {"blocked_prefixes": ["+4479"]},
+            {"DestinationPhoneNumber": "+447911123456"},
+            "ValidationException",
+            "DESTINATION_COUNTRY_BLOCKED",
+        ),
     ],
 )
 async def test_permanent_errors_fail_once(
-    aws: Aws, env: Env, sandbox: Sandbox, config: dict[str, Any], fields: dict[str, Any],
-    code: str, reason: str | None,
+    aws: Aws,
+    env: Env,
+    sandbox: Sandbox,
+    config: dict[str, Any],
+    fields: dict[str, Any],
+    code: str,
+    reason: str | None,
 ) -> None:
     await sandbox.configure(**config)
     await enqueue(aws.sqs, env.queue_url, [request(1, **fields)])
@@ -191,15 +218,22 @@ async def test_throttling_is_retried_and_slows_the_identity(
     await sandbox.configure(default_mps=5, burst_s=1)
     n = 30
     await enqueue(aws.sqs, env.queue_url, [request(i) for i in range(n)])
-    settings = make_settings(env, rate_limits="default=100", retry_attempts=10,
-                             retry_budget_s=20, lease_s=30, visibility_timeout_s=40)
+    settings = make_settings(
+        env,
+        rate_limits="default=100",
+        retry_attempts=10,
+        retry_budget_s=20,
+        lease_s=30,
+        visibility_timeout_s=40,
+    )
     with capture_logs() as logs:
         async with running_worker(settings) as worker:
             items = await settled(aws, env, {f"req-{i}" for i in range(n)})
             rate_after = worker.limiter.bucket("+18005550100").rate_mps
     assert all(i["Status"] == "SENT" for i in items.values())
     assert sorted(await sandbox.sends_by_destination()) == sorted(
-        request(i)["DestinationPhoneNumber"] for i in range(n))
+        request(i)["DestinationPhoneNumber"] for i in range(n)
+    )
     assert all(c == 1 for c in (await sandbox.sends_by_destination()).values())
     stats = await sandbox.stats()
     assert stats["throttled"] > 0
@@ -211,13 +245,12 @@ async def test_throttling_is_retried_and_slows_the_identity(
     assert rate_after < 100  # the identity was slowed down
 
 
-async def test_transient_errors_go_retrying_then_sent(
-    aws: Aws, env: Env, sandbox: Sandbox
-) -> None:
+async def test_transient_errors_go_retrying_then_sent(aws: Aws, env: Env, sandbox: Sandbox) -> None:
     await sandbox.configure(fault_rate=1.0)
     await enqueue(aws.sqs, env.queue_url, [request(1)])
-    settings = make_settings(env, retry_attempts=3, redelivery_base_delay_s=3,
-                             redelivery_max_delay_s=3)
+    settings = make_settings(
+        env, retry_attempts=3, redelivery_base_delay_s=3, redelivery_max_delay_s=3
+    )
     async with running_worker(settings):
         item = await wait_for(lambda: _status(aws, env, "req-1", "RETRYING"), timeout_s=20)
         assert item["ErrorCode"] == "InternalServerException"

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import (
     Aws,
     Env,
@@ -25,14 +24,16 @@ from conftest import (
     table_items,
     wait_for,
 )
+
 from worker.status.store import Claim, RequestInfo, StatusStore
 
 pytestmark = pytest.mark.slow
 FINAL = {"SENT", "FAILED", "EXPIRED"}
 
 
-async def feed(aws: Aws, env: Env, bodies: list[Any], *, chunk: int = 30,
-               max_depth: int = 60) -> None:
+async def feed(
+    aws: Aws, env: Env, bodies: list[Any], *, chunk: int = 30, max_depth: int = 60
+) -> None:
     """Enqueue ``bodies`` a chunk at a time, keeping the queue shallow."""
     for start in range(0, len(bodies), chunk):
         while await queue_depth(aws.sqs, env.queue_url) > max_depth:
@@ -57,19 +58,32 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: fl
 async def test_mixed_campaign_every_request_final_none_lost_none_twice(
     aws: Aws, env: Env, sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    await sandbox.configure(opted_out=[request(i)["DestinationPhoneNumber"] for i in (5, 6)],
-                            latency_ms=20, latency_jitter_ms=10)
+    await sandbox.configure(
+        opted_out=[request(i)["DestinationPhoneNumber"] for i in (5, 6)],
+        latency_ms=20,
+        latency_jitter_ms=10,
+    )
     valid = [request(i, CampaignId="mix") for i in range(300)]
     expired = [request(i, NotAfter="2020-01-01T00:00:00Z") for i in range(300, 310)]
     invalid: list[Any] = [
-        "{not json", "null", "[]", "42",
-        request(400, Extra=1), request(401, DestinationPhoneNumber="+1"),
-        request(402, OriginationIdentity="has space"), request(403, MessageBody=""),
-        request(404, MessageBody=None), request(405, MediaUrls=["s3://b/a.exe"]),
-        request(406, TimeToLive=True), request(407, MaxPrice="abc"),
-        request(408, Context={"k": " padded"}), request(409, ConfigurationSetName="a b"),
-        request(410, ProtectConfigurationId=""), request(411, MessageFeedbackEnabled="no"),
-        request(412, CampaignId="x" * 129), request(413, NotAfter="tomorrow"),
+        "{not json",
+        "null",
+        "[]",
+        "42",
+        request(400, Extra=1),
+        request(401, DestinationPhoneNumber="+1"),
+        request(402, OriginationIdentity="has space"),
+        request(403, MessageBody=""),
+        request(404, MessageBody=None),
+        request(405, MediaUrls=["s3://b/a.exe"]),
+        request(406, TimeToLive=True),
+        request(407, MaxPrice="abc"),
+        request(408, Context={"k": " padded"}),
+        request(409, ConfigurationSetName="a b"),
+        request(410, ProtectConfigurationId=""),
+        request(411, MessageFeedbackEnabled="no"),
+        request(412, CampaignId="x" * 129),
+        request(413, NotAfter="tomorrow"),
         request(414, RequestId=""),
     ]
     duplicates = [request(i, CampaignId="mix") for i in range(0, 300, 10)]
@@ -77,16 +91,16 @@ async def test_mixed_campaign_every_request_final_none_lost_none_twice(
     worker = spawn_worker(make_settings(env, max_in_flight=32), tmp_path / "worker.log")
     try:
         await feed(aws, env, bodies)
-        items = await wait_for(lambda: all_final(aws, env, 300 + 10 + len(invalid)),
-                               timeout_s=180, interval_s=1)
+        items = await wait_for(
+            lambda: all_final(aws, env, 300 + 10 + len(invalid)), timeout_s=180, interval_s=1
+        )
     finally:
         assert stop(worker) == 0
     status = Counter(i["Status"] for i in items.values())
     assert status == {"SENT": 298, "FAILED": 2 + len(invalid), "EXPIRED": 10}
     opted = [items[f"req-{i}"] for i in (5, 6)]
     assert all(i["ErrorReason"] == "DESTINATION_PHONE_NUMBER_OPTED_OUT" for i in opted)
-    assert sum(1 for i in items.values() if i.get("ErrorCode") == "INVALID_REQUEST") == len(
-        invalid)
+    assert sum(1 for i in items.values() if i.get("ErrorCode") == "INVALID_REQUEST") == len(invalid)
     sends = await sandbox.sends_by_destination()
     assert len(sends) == 298 and set(sends.values()) == {1}  # none lost, none twice
 
@@ -179,3 +193,45 @@ async def test_sigkill_loses_nothing_and_resends_only_what_was_mid_send(
     twice = {d for d, c in sends.items() if c > 1}
     assert twice <= mid_send  # a resend only where the kill fell inside the crash window
     assert all(c <= 2 for c in sends.values())
+
+
+async def test_second_signal_exits_at_once_and_loses_nothing(
+    aws: Aws, env: Env, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    await sandbox.configure(latency_ms=4000)
+    n = 12
+    settings = make_settings(
+        env,
+        max_in_flight=6,
+        send_timeout_s=6,
+        lease_s=12,
+        visibility_timeout_s=14,
+        shutdown_grace_s=20,
+    )
+    worker = spawn_worker(settings, tmp_path / "first.log")
+    await feed(aws, env, [request(i) for i in range(n)])
+    await wait_for(lambda: _calls_at_least(sandbox, 6), timeout_s=30)
+    started = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    await asyncio.sleep(0.5)
+    code = stop(worker, signal.SIGTERM, timeout_s=30)
+    took = time.monotonic() - started
+    assert code == 0
+    assert took < 3.5  # well inside the sandbox's 4 s answer and the 20 s grace period
+    assert '"shutdown_forced"' in (tmp_path / "first.log").read_text()
+    at_exit = await table_items(aws.ddb, env.table)
+    mid_send = {i["DestinationPhoneNumber"] for i in at_exit.values() if i["Status"] == "SENDING"}
+    await sandbox.configure(latency_ms=0)
+    restarted = spawn_worker(settings, tmp_path / "second.log")
+    try:
+        items = await wait_for(lambda: all_final(aws, env, n), timeout_s=90, interval_s=1)
+    finally:
+        assert stop(restarted) == 0
+    assert {i["Status"] for i in items.values()} == {"SENT"}
+    sends = await sandbox.sends_by_destination()
+    assert len(sends) == n
+    assert {d for d, c in sends.items() if c > 1} <= mid_send
+
+
+async def _calls_at_least(sandbox: Sandbox, n: int) -> bool:
+    return (await sandbox.stats())["in_flight"] >= n

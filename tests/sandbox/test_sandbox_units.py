@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from sandbox_support import DEST, ORIGIN, SEND_TARGET, dumps, send_args
 
+from worker.masking import mask_identity, mask_phone
 from worker.sandbox import SandboxConfig, SandboxState, config_from_json, config_to_json
 from worker.sandbox.bucket import RateLimiter, TokenBucket
 from worker.sandbox.errors import ApiError
-from worker.sandbox.logutil import mask, mask_identity
 from worker.sandbox.server import url_for
 
 
@@ -80,8 +80,8 @@ def test_bad_config_raises(fields: dict[str, Any]) -> None:
 
 
 def test_mask() -> None:
-    assert mask("+12065550100") == "+1206***0100"
-    assert mask("+1206") == "***"
+    assert mask_phone("+12065550100") == "+1206***0100"
+    assert mask_phone("+1206") == "+12***"
     assert mask_identity("+18005550100") == "+1800***0100"
     assert mask_identity("pool-abc") == "pool-abc"
 

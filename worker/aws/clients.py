@@ -57,12 +57,8 @@ async def open_clients(stack: AsyncExitStack, settings: Settings) -> AwsClients:
     )
     try:
         sqs = await stack.enter_async_context(session.create_client("sqs", config=sqs_config))
-        ddb = await stack.enter_async_context(
-            session.create_client("dynamodb", config=ddb_config)
-        )
-        sms = await stack.enter_async_context(
-            session.create_client(SMS_SERVICE, config=sms_config)
-        )
+        ddb = await stack.enter_async_context(session.create_client("dynamodb", config=ddb_config))
+        sms = await stack.enter_async_context(session.create_client(SMS_SERVICE, config=sms_config))
     except NoRegionError:
         raise ConfigurationError(
             "no AWS region is configured: set AWS_REGION (or a region in your AWS profile)"

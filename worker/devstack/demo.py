@@ -55,8 +55,11 @@ def campaign() -> list[Any]:
             body["DryRun"] = True
         if i % 50 == 5:  # invalid, each a different way
             key, value = [
-                ("DestinationPhoneNumber", "555-0100"), ("MessageBody", ""),
-                ("Unknown", "typo"), ("TimeToLive", 3), ("MaxPrice", "cheap"),
+                ("DestinationPhoneNumber", "555-0100"),
+                ("MessageBody", ""),
+                ("Unknown", "typo"),
+                ("TimeToLive", 3),
+                ("MaxPrice", "cheap"),
             ][(i // 50) % 5]
             body[key] = value
         bodies.append(body if i % 250 != 7 else "this is not JSON")
@@ -103,18 +106,22 @@ class Progress:
         print(("\r" + line) if self._tty else line, end="" if self._tty else "\n", flush=True)
 
 
-async def feed(sqs: Any, queue_url: str, bodies: list[Any], fed: list[int],
-               progress: Progress) -> None:
+async def feed(
+    sqs: Any, queue_url: str, bodies: list[Any], fed: list[int], progress: Progress
+) -> None:
     """Keep about 60 messages ahead of the worker: moto's SQS slows down as the queue
     deepens. (The backlog is fed minus done, counted here, so this asks SQS nothing.)"""
     for start in range(0, len(bodies), 10):
         while fed[0] - progress.done >= 60:
             await asyncio.sleep(0.1)
         chunk = bodies[start : start + 10]
-        await sqs.send_message_batch(QueueUrl=queue_url, Entries=[
-            {"Id": str(n), "MessageBody": b if isinstance(b, str) else json.dumps(b)}
-            for n, b in enumerate(chunk)
-        ])
+        await sqs.send_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(n), "MessageBody": b if isinstance(b, str) else json.dumps(b)}
+                for n, b in enumerate(chunk)
+            ],
+        )
         fed[0] += len(chunk)
 
 
@@ -123,14 +130,24 @@ async def main() -> int:
     print(f"sms-worker demo: {TOTAL} requests; logs in {workdir}")
     with (workdir / "servers.log").open("ab") as server_log:
         stack = LocalStack(
-            sandbox_options=("--latency-ms", "40", "--latency-jitter-ms", "20",
-                             "--rate", SANDBOX_RATES, "--opted-out", ",".join(OPTED_OUT)),
+            sandbox_options=(
+                "--latency-ms",
+                "40",
+                "--latency-jitter-ms",
+                "20",
+                "--rate",
+                SANDBOX_RATES,
+                "--opted-out",
+                ",".join(OPTED_OUT),
+            ),
             log=server_log,
         )
         async with stack:
             env = stack.aws_env()
-            print(f"  moto (SQS, DynamoDB) at {env['AWS_ENDPOINT_URL_SQS']}, "
-                  f"sandbox at {env['AWS_ENDPOINT_URL_PINPOINT_SMS_VOICE_V2']}")
+            print(
+                f"  moto (SQS, DynamoDB) at {env['AWS_ENDPOINT_URL_SQS']}, "
+                f"sandbox at {env['AWS_ENDPOINT_URL_PINPOINT_SMS_VOICE_V2']}"
+            )
             os.environ.update(env)
             return await run_demo(workdir, env, stack)
 
@@ -142,9 +159,12 @@ async def run_demo(workdir: Path, env: dict[str, str], stack: LocalStack) -> int
         print(f"  queue {res.queue_url} (+ dead-letter queue), table {res.table}")
         log_path = workdir / "worker.log"
         worker_env = dict(os.environ) | {
-            "SMS_WORKER_QUEUE_URL": res.queue_url, "SMS_WORKER_TABLE": res.table,
-            "SMS_WORKER_RATE_LIMITS": WORKER_RATES, "SMS_WORKER_LOG_FORMAT": "json",
-            "SMS_WORKER_WAIT_TIME_S": "2", "SMS_WORKER_PROGRESS_INTERVAL_S": "5",
+            "SMS_WORKER_QUEUE_URL": res.queue_url,
+            "SMS_WORKER_TABLE": res.table,
+            "SMS_WORKER_RATE_LIMITS": WORKER_RATES,
+            "SMS_WORKER_LOG_FORMAT": "json",
+            "SMS_WORKER_WAIT_TIME_S": "2",
+            "SMS_WORKER_PROGRESS_INTERVAL_S": "5",
         }
         with log_path.open("ab") as log:
             process = await asyncio.create_subprocess_exec(
@@ -202,16 +222,21 @@ async def summary(ddb: Any, table: str, stack: LocalStack, elapsed: float, code:
     span = (times[-1] - times[0]) if len(times) > 1 else 0.0
     per_dest = Counter(s["destination"] for s in sends)
     print(f"\nSummary ({elapsed:.1f} s, worker exit code {code})")
-    print(f"  records: {len(items)}  " + "  ".join(f"{k}={v}" for k, v in sorted(
-        by_status.items())))
+    print(
+        f"  records: {len(items)}  " + "  ".join(f"{k}={v}" for k, v in sorted(by_status.items()))
+    )
     for reason, count in sorted(by_reason.items()):
         print(f"    {reason}: {count}")
-    print(f"  accepted sends: {len(sends)} over {span:.1f} s = "
-          f"{len(sends) / span if span else 0:.1f} sends/s; sent twice: "
-          f"{sum(1 for c in per_dest.values() if c > 1)}")
-    print(f"  calls: {stats['calls']}, throttled: {stats['throttled']} "
-          f"({stats['throttled'] / max(stats['calls'], 1):.1%}), per identity accepted: "
-          f"{json.dumps(stats.get('accepted_by_identity', {}))}")
+    print(
+        f"  accepted sends: {len(sends)} over {span:.1f} s = "
+        f"{len(sends) / span if span else 0:.1f} sends/s; sent twice: "
+        f"{sum(1 for c in per_dest.values() if c > 1)}"
+    )
+    print(
+        f"  calls: {stats['calls']}, throttled: {stats['throttled']} "
+        f"({stats['throttled'] / max(stats['calls'], 1):.1%}), per identity accepted: "
+        f"{json.dumps(stats.get('accepted_by_identity', {}))}"
+    )
 
 
 def run() -> int:

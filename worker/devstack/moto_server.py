@@ -55,8 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
     )
     port = server.server_port
-    print(json.dumps({"event": "moto_ready", "url": f"http://{args.host}:{port}", "port": port}),
-          flush=True)
+    print(
+        json.dumps({"event": "moto_ready", "url": f"http://{args.host}:{port}", "port": port}),
+        flush=True,
+    )
 
     def stop(_signum: int, _frame: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()

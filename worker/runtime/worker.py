@@ -71,23 +71,36 @@ class Worker:
             )
             sender = Sender(clients.sms, self.limiter, s, self.metrics)
             self._pipeline = Pipeline(
-                s, store=store, sender=sender, limiter=self.limiter, acks=acks,
-                cooldown=self.cooldown, metrics=self.metrics, stopping=self.stopping,
+                s,
+                store=store,
+                sender=sender,
+                limiter=self.limiter,
+                acks=acks,
+                cooldown=self.cooldown,
+                metrics=self.metrics,
+                stopping=self.stopping,
                 max_receive_count=max_receive_count,
             )
             consumer = Consumer(
-                clients.sqs, s.queue_url, wait_time_s=s.wait_time_s,
-                visibility_timeout_s=s.visibility_timeout_s, slots=self._slots,
-                spawn=self._spawn, acks=acks, cooldown=self.cooldown, stopping=self.stopping,
+                clients.sqs,
+                s.queue_url,
+                wait_time_s=s.wait_time_s,
+                visibility_timeout_s=s.visibility_timeout_s,
+                slots=self._slots,
+                spawn=self._spawn,
+                acks=acks,
+                cooldown=self.cooldown,
+                stopping=self.stopping,
                 metrics=self.metrics,
             )
             pollers = {
-                asyncio.create_task(consumer.poll(i), name=f"poller-{i}")
-                for i in range(s.pollers)
+                asyncio.create_task(consumer.poll(i), name=f"poller-{i}") for i in range(s.pollers)
             }
             background = {asyncio.create_task(self._progress_loop(), name="progress")}
             log.info(
-                "started", pollers=s.pollers, max_in_flight=s.max_in_flight,
+                "started",
+                pollers=s.pollers,
+                max_in_flight=s.max_in_flight,
                 max_receive_count=max_receive_count,
                 rate_limits=json.dumps(s.rate_limits, sort_keys=True),
             )
@@ -117,7 +130,8 @@ class Worker:
         policy = (response.get("Attributes") or {}).get("RedrivePolicy")
         if not policy:
             log.warning(
-                "no_redrive_policy", max_receive_count=DEFAULT_MAX_RECEIVE_COUNT,
+                "no_redrive_policy",
+                max_receive_count=DEFAULT_MAX_RECEIVE_COUNT,
                 action="give the queue a dead-letter queue (sms-worker init does)",
             )
             return DEFAULT_MAX_RECEIVE_COUNT
@@ -155,7 +169,9 @@ class Worker:
                 cooldown=self.cooldown.reason,
                 identity_rates=json.dumps(
                     {k: round(b.rate_mps, 2) for k, b in self.limiter.buckets().items()}
-                ) if len(self.limiter.buckets()) <= 20 else None,
+                )
+                if len(self.limiter.buckets()) <= 20
+                else None,
                 **snap,
             )
             last_sent, last_t = sent, now
@@ -164,8 +180,12 @@ class Worker:
     async def _shutdown(self, loops: set[asyncio.Task[Any]], acks: AckBatcher) -> None:
         s = self.settings
         waiting = [t for t, h in self._tasks.items() if h.phase is Phase.WAITING]
-        log.info("shutdown_started", in_flight=len(self._tasks), not_started=len(waiting),
-                 grace_s=s.shutdown_grace_s)
+        log.info(
+            "shutdown_started",
+            in_flight=len(self._tasks),
+            not_started=len(waiting),
+            grace_s=s.shutdown_grace_s,
+        )
         for task in loops:
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
@@ -184,8 +204,11 @@ class Worker:
         try:
             await asyncio.wait_for(acks.close(), timeout=hard_s)
         except TimeoutError:
-            log.error("ack_flush_timeout", pending=acks.pending,
-                      effect="those messages will be delivered again and skipped as duplicates")
+            log.error(
+                "ack_flush_timeout",
+                pending=acks.pending,
+                effect="those messages will be delivered again and skipped as duplicates",
+            )
 
     async def _wait_tasks(self, grace_s: float) -> None:
         deadline = time.monotonic() + grace_s
@@ -196,7 +219,8 @@ class Worker:
                 if remaining <= 0:
                     return
                 await asyncio.wait(
-                    {*self._tasks, forced}, timeout=remaining,
+                    {*self._tasks, forced},
+                    timeout=remaining,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
         finally:

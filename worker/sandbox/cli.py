@@ -19,8 +19,8 @@ import sys
 
 import structlog
 
+from worker.logs import configure_logging
 from worker.sandbox.config import SandboxConfig, parse_list, parse_rates
-from worker.sandbox.logutil import configure_stderr_logging
 from worker.sandbox.server import start_sandbox
 
 DEFAULT_PORT = 4599
@@ -184,7 +184,7 @@ async def serve(config: SandboxConfig, host: str, port: int) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run the sandbox from parsed options; returns the process exit status."""
     level = logging.DEBUG if args.sandbox_log_requests else logging.INFO
-    configure_stderr_logging(level)
+    configure_logging(logging.getLevelName(level), "json")
     try:
         config = config_from_args(args)
     except ValueError as exc:

@@ -17,10 +17,10 @@ from typing import Any
 
 import structlog
 
+from worker.masking import mask_identity, mask_phone
 from worker.sandbox import errors
 from worker.sandbox.bucket import Clock, RateLimiter
 from worker.sandbox.config import SandboxConfig
-from worker.sandbox.logutil import mask, mask_identity
 from worker.sandbox.validation import validate_send_media_message
 
 TARGET_PREFIX = "PinpointSMSVoiceV2."
@@ -167,7 +167,7 @@ class SandboxState:
                 "sandbox_send",
                 outcome=outcome,
                 identity=mask_identity(identity),
-                destination=mask(destination),
+                destination=mask_phone(destination),
             )
         record = SendRecord(
             message_id=str(uuid.uuid4()),

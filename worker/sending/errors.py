@@ -10,9 +10,11 @@ import aiohttp
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionError as BotoConnectionError,
     HTTPClientError,
     ReadTimeoutError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
 )
 
 
@@ -77,8 +79,13 @@ def classify(exc: BaseException) -> SendError | None:
         return SendError(kind, code, str(reason) if reason else None, message[:500])
     if isinstance(
         exc,
-        BotoConnectionError | HTTPClientError | ReadTimeoutError | aiohttp.ClientError
-        | asyncio.TimeoutError | TimeoutError | ConnectionError,
+        BotoConnectionError
+        | HTTPClientError
+        | ReadTimeoutError
+        | aiohttp.ClientError
+        | asyncio.TimeoutError
+        | TimeoutError
+        | ConnectionError,
     ):
         return SendError(ErrorKind.TRANSIENT, type(exc).__name__, None, str(exc)[:500])
     if isinstance(exc, BotoCoreError):

@@ -99,6 +99,7 @@ class Sender:
                 async with asyncio.timeout(self._call_deadline_s):
                     response = await self._client.send_media_message(**params)
             except Exception as exc:
+                state.in_call = False
                 error = classify(exc)
                 if error is None:
                     raise
@@ -108,8 +109,9 @@ class Sender:
                     bucket.on_throttle()
                 raise _CallFailed(error) from exc
             finally:
-                state.in_call = False
+                # A cancelled call leaves ``in_call`` set: the provider may have accepted it.
                 latency_ms = (time.perf_counter() - started) * 1000
+            state.in_call = False
             return str(response["MessageId"])
 
         def before_sleep(state: RetryCallState) -> None:
@@ -133,7 +135,7 @@ class Sender:
             reraise=True,
         )
         try:
-            message_id = await retrying(call_once)
+            message_id: str = await retrying(call_once)
         except _CallFailed as failed:
             return SendResult(None, failed.error, state.calls, latency_ms)
         return SendResult(message_id, None, state.calls, latency_ms)

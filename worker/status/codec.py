@@ -23,7 +23,7 @@ def encode_value(value: Any) -> dict[str, Any]:
 
 
 def decode_value(value: dict[str, Any]) -> Any:
-    (kind, raw), = value.items()
+    ((kind, raw),) = value.items()
     if kind == "S":
         return raw
     if kind == "N":

@@ -152,16 +152,21 @@ class StatusStore:
         except _ConditionFailed as lost:
             if lost.record.get("LeaseToken") == token:
                 # Our own write went through and its answer was lost; botocore retried it.
-                return Claim(info.request_id, token, int(lost.record.get("Attempts") or 1),
-                             now_ms + self._lease_ms)
+                return Claim(
+                    info.request_id,
+                    token,
+                    int(lost.record.get("Attempts") or 1),
+                    now_ms + self._lease_ms,
+                )
             return Existing(lost.record)
         record = decode_item(response.get("Attributes", {}))
-        return Claim(info.request_id, token, int(record.get("Attempts") or 1),
-                     now_ms + self._lease_ms)
+        return Claim(
+            info.request_id, token, int(record.get("Attempts") or 1), now_ms + self._lease_ms
+        )
 
-    async def finish(self, claim: Claim, info: RequestInfo, outcome: Outcome, calls: int) -> (
-        Existing | None
-    ):
+    async def finish(
+        self, claim: Claim, info: RequestInfo, outcome: Outcome, calls: int
+    ) -> Existing | None:
         """Write the outcome of a claim; returns the record instead if the lease was lost."""
         now_ms = int(time.time() * 1000)
         sets, values = self._common(info, now_ms)

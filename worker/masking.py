@@ -7,6 +7,8 @@ import re
 _MASK = "***"
 _SHORT = 9
 _PHONE_LIKE = re.compile(r"\+[0-9]")
+# Anything shaped like an E.164 number, wherever it appears in a text.
+_E164_IN_TEXT = re.compile(r"\+\d{6,15}")
 
 
 def mask_phone(number: str) -> str:
@@ -25,3 +27,8 @@ def mask_identity(identity: str) -> str:
     if _PHONE_LIKE.match(identity):
         return mask_phone(identity)
     return identity
+
+
+def mask_text(text: str) -> str:
+    """Mask every phone-number-shaped run (``+`` and 6..15 digits) in ``text``."""
+    return _E164_IN_TEXT.sub(lambda m: mask_phone(m.group(0)), text)

@@ -1,0 +1,38 @@
+"""Personal data never reaches a log line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import structlog
+
+from worker.logs import configure_logging, get_logger
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> object:
+    yield
+    structlog.reset_defaults()
+
+
+def test_numbers_are_masked_and_bodies_dropped(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", "json")
+    structlog.contextvars.bind_contextvars(identity="+18005550100")
+    try:
+        get_logger("t").info(
+            "sent",
+            detail="to +12065550100 and +447911123456",
+            MessageBody="secret text",
+            Context={"k": "v"},
+            request_id="r-1",
+        )
+    finally:
+        structlog.contextvars.clear_contextvars()
+    line = capsys.readouterr().err.strip()
+    event = json.loads(line)
+    assert event["detail"] == "to +1206***0100 and +4479***3456"
+    assert event["identity"] == "+1800***0100"
+    assert event["MessageBody"] == "[redacted]" and event["Context"] == "[redacted]"
+    assert "5550100" not in line and "secret" not in line
+    assert event["request_id"] == "r-1" and event["event"] == "sent"

@@ -1,0 +1,72 @@
+"""Settings, the command line and the README stay in step."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from worker.cli import explain_settings_error
+from worker.settings import Settings
+
+README = (Path(__file__).parents[2] / "README.md").read_text()
+QUEUE = "http://localhost/000000000000/q"
+
+
+def test_every_setting_is_documented_in_the_readme_and_the_help() -> None:
+    help_text = subprocess.run(
+        [sys.executable, "-m", "worker", "run", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for name in Settings.model_fields:
+        env, option = f"SMS_WORKER_{name.upper()}", "--" + name.replace("_", "-")
+        assert f"`{env}` / `{option}`" in README, name
+        assert option in help_text and env in help_text, name
+
+
+def test_environment_and_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMS_WORKER_QUEUE_URL", QUEUE)
+    monkeypatch.setenv("SMS_WORKER_TABLE", "t")
+    monkeypatch.setenv("SMS_WORKER_RATE_LIMITS", "default=5, +18005550100=3,pool-abc=100")
+    settings = Settings(max_in_flight=7)
+    assert settings.rate_limits == {"default": 5.0, "+18005550100": 3.0, "pool-abc": 100.0}
+    assert settings.rate_for("pool-abc") == 100.0
+    assert settings.rate_for("other") == 5.0
+    assert settings.max_in_flight == 7
+    with pytest.raises(ValidationError):
+        settings.max_in_flight = 8  # type: ignore[misc]  # frozen
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"rate_limits": "default=0"}, "must be > 0"),
+        ({"rate_limits": "fast"}, "is not IDENTITY=MPS"),
+        ({"lease_s": 10}, "lease_s (10.0) must cover"),
+        ({"visibility_timeout_s": 30}, "must be >= lease_s"),
+        ({"queue_url": "my-queue"}, "is not a queue URL"),
+    ],
+)
+def test_bad_settings_say_what_to_do(overrides: dict[str, object], needle: str) -> None:
+    values: dict[str, object] = {"queue_url": QUEUE, "table": "t"} | overrides
+    with pytest.raises(ValidationError) as error:
+        Settings(**values)
+    assert needle in explain_settings_error(error.value)
+
+
+def test_missing_required_settings_exit_2_naming_them() -> None:
+    env = {"PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "worker", "run"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert "--queue-url / SMS_WORKER_QUEUE_URL: is required" in result.stderr
+    assert "--table / SMS_WORKER_TABLE: is required" in result.stderr
