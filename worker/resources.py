@@ -66,12 +66,17 @@ async def ensure_table(ddb: Any, name: str) -> None:
         if table.get("TableStatus") == "ACTIVE":
             break
         await asyncio.sleep(1)
-    ttl = (await ddb.describe_time_to_live(TableName=name)).get("TimeToLiveDescription", {})
-    if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
-        await ddb.update_time_to_live(
-            TableName=name,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": "ExpiresAt"},
-        )
+    try:
+        ttl = (await ddb.describe_time_to_live(TableName=name)).get("TimeToLiveDescription", {})
+        if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+            await ddb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": "ExpiresAt"},
+            )
+    except ClientError as exc:
+        # Some DynamoDB-compatible local servers (dynalite) have no TTL; real DynamoDB does.
+        if exc.response.get("Error", {}).get("Code") != "UnknownOperationException":
+            raise
 
 
 async def ensure_resources(

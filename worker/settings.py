@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_IDENTITY_KEY = "default"
@@ -51,12 +51,24 @@ class Settings(BaseSettings):
     """What ``sms-worker run`` needs. Units are in the names."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SMS_WORKER_", frozen=True, extra="forbid", env_ignore_empty=True
+        env_prefix="SMS_WORKER_",
+        frozen=True,
+        extra="forbid",
+        env_ignore_empty=True,
+        populate_by_name=True,
     )
 
     queue_url: str = Field(description="URL of the SQS queue of send requests (required).")
     table: str = Field(description="Name of the DynamoDB status table (required).")
 
+    region: str | None = Field(
+        None,
+        validation_alias=AliasChoices("SMS_WORKER_REGION", "AWS_REGION"),
+        description=(
+            "AWS region; default: AWS_REGION, then botocore's chain "
+            "(AWS_DEFAULT_REGION, the profile)."
+        ),
+    )
     max_in_flight: int = Field(
         64, ge=1, le=10_000, description="Most messages held (received, not yet acknowledged)."
     )

@@ -70,3 +70,18 @@ def test_missing_required_settings_exit_2_naming_them() -> None:
     assert result.returncode == 2
     assert "--queue-url / SMS_WORKER_QUEUE_URL: is required" in result.stderr
     assert "--table / SMS_WORKER_TABLE: is required" in result.stderr
+
+
+async def test_aws_region_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore alone ignores AWS_REGION; the worker's clients must not."""
+    from contextlib import AsyncExitStack
+
+    from worker.aws.clients import open_clients
+
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    settings = Settings(queue_url=QUEUE, table="t")
+    async with AsyncExitStack() as stack:
+        clients = await open_clients(stack, settings)
+        regions = {c.meta.region_name for c in (clients.sqs, clients.dynamodb, clients.sms)}
+    assert regions == {"eu-west-3"}

@@ -35,6 +35,9 @@ class AwsClients:
 async def open_clients(stack: AsyncExitStack, settings: Settings) -> AwsClients:
     """Create the clients; ``stack`` closes them (idempotently) when it unwinds."""
     session = get_session()
+    # botocore reads AWS_DEFAULT_REGION and the profile but not AWS_REGION (which other SDKs,
+    # ECS and Lambda use); the settings take it, so both work.
+    region: dict[str, Any] = {"region_name": settings.region} if settings.region else {}
     pool = settings.max_in_flight + settings.pollers + 10
     common: dict[str, Any] = {
         "connect_timeout": settings.connect_timeout_s,
@@ -56,9 +59,15 @@ async def open_clients(stack: AsyncExitStack, settings: Settings) -> AwsClients:
         **common,
     )
     try:
-        sqs = await stack.enter_async_context(session.create_client("sqs", config=sqs_config))
-        ddb = await stack.enter_async_context(session.create_client("dynamodb", config=ddb_config))
-        sms = await stack.enter_async_context(session.create_client(SMS_SERVICE, config=sms_config))
+        sqs = await stack.enter_async_context(
+            session.create_client("sqs", config=sqs_config, **region)
+        )
+        ddb = await stack.enter_async_context(
+            session.create_client("dynamodb", config=ddb_config, **region)
+        )
+        sms = await stack.enter_async_context(
+            session.create_client(SMS_SERVICE, config=sms_config, **region)
+        )
     except NoRegionError:
         raise ConfigurationError(
             "no AWS region is configured: set AWS_REGION (or a region in your AWS profile)"

@@ -266,9 +266,16 @@ class StatusStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                raise _ConditionFailed(decode_item(exc.response.get("Item") or {})) from None
-            raise
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            item = exc.response.get("Item")
+            if item is None:
+                # A DynamoDB-compatible server without ReturnValuesOnConditionCheckFailure
+                # (dynalite): read the record that failed the condition.
+                record = await self.get(request_id) or {}
+            else:
+                record = decode_item(item)
+            raise _ConditionFailed(record) from None
         return response
 
 
