@@ -164,6 +164,7 @@ def make_settings(env: Env, **overrides: Any) -> Settings:
         "table": env.table,
         "wait_time_s": 1,
         "visibility_timeout_s": 10,
+        "max_token_wait_s": 4,
         "lease_s": 8,
         "send_timeout_s": 2,
         "connect_timeout_s": 1,

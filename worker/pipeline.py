@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import math
+import random
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import structlog
 from worker.logs import get_logger
 from worker.model import InvalidRequest, mask_identity, parse_request
 from worker.queue.acks import AckBatcher
+from worker.queue.extender import VisibilityExtender
 from worker.queue.message import QueueMessage
 from worker.runtime.cooldown import Cooldown
 from worker.runtime.metrics import Metrics
@@ -72,6 +74,7 @@ class Pipeline:
         sender: Sender,
         limiter: RateLimiter,
         acks: AckBatcher,
+        extender: VisibilityExtender,
         cooldown: Cooldown,
         metrics: Metrics,
         stopping: asyncio.Event,
@@ -82,6 +85,7 @@ class Pipeline:
         self._sender = sender
         self._limiter = limiter
         self._acks = acks
+        self._extender = extender
         self._cooldown = cooldown
         self._metrics = metrics
         self._stopping = stopping
@@ -143,7 +147,19 @@ class Pipeline:
             if self._cooldown.active:
                 self._release(held, math.ceil(self._cooldown.remaining_s))
                 return
-            await self._limiter.bucket(identity).acquire()
+            bucket = self._limiter.bucket(identity)
+            wait_s = bucket.next_wait_s()
+            if wait_s > self._s.max_token_wait_s and msg.receive_count < (
+                self.max_receive_count - 1
+            ):
+                # This identity is booked further ahead than a message should be held: hand
+                # it back for when its turn comes, so it holds no slot a faster identity needs.
+                self._metrics.deferred += 1
+                delay_s = math.ceil(wait_s * (1 + random.random() / 2))
+                log.info("deferred", wait_s=round(wait_s, 1), visible_in_s=delay_s)
+                self._release(held, delay_s)
+                return
+            await bucket.acquire()
             if self._stopping.is_set() or self._cooldown.active:
                 self._release(held, math.ceil(self._cooldown.remaining_s))
                 return
@@ -329,10 +345,12 @@ class Pipeline:
 
     def _delete(self, held: Held) -> None:
         held.phase = Phase.DONE
+        self._extender.forget(held.message)
         self._acks.delete(held.message.message_id, held.message.receipt_handle)
 
     def _release(self, held: Held, visibility_s: int) -> None:
         held.phase = Phase.DONE
+        self._extender.forget(held.message)
         log.debug("released", visible_in_s=visibility_s)
         self._acks.change_visibility(
             held.message.message_id, held.message.receipt_handle, visibility_s

@@ -87,6 +87,14 @@ class Settings(BaseSettings):
     rate_burst_s: float = Field(
         0.1, gt=0, le=10, description="Token bucket depth, in seconds of the identity's rate."
     )
+    max_token_wait_s: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "A message whose identity's next token is further away than this is handed back "
+            "(visible again when its turn comes) instead of held."
+        ),
+    )
     send_timeout_s: float = Field(10.0, gt=0, le=120, description="Read timeout of one send.")
     connect_timeout_s: float = Field(3.0, gt=0, le=60, description="Connect timeout of a call.")
     retry_attempts: int = Field(
@@ -168,6 +176,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"visibility_timeout_s ({self.visibility_timeout_s}) must be >= lease_s "
                 f"({self.lease_s}), or a message is redelivered while its claim is live"
+            )
+        if self.max_token_wait_s > self.visibility_timeout_s / 2:
+            raise ValueError(
+                f"max_token_wait_s ({self.max_token_wait_s}) must be at most half of "
+                f"visibility_timeout_s ({self.visibility_timeout_s})"
             )
         if self.redelivery_max_delay_s < self.redelivery_base_delay_s:
             raise ValueError("redelivery_max_delay_s must be >= redelivery_base_delay_s")

@@ -17,6 +17,7 @@ class Metrics:
     expired: int = 0
     retrying: int = 0
     lease_busy: int = 0
+    deferred: int = 0
     send_calls: int = 0
     throttled: int = 0
     in_flight: int = 0
@@ -31,6 +32,7 @@ class Metrics:
             "retrying": self.retrying,
             "expired": self.expired,
             "duplicates": self.duplicates,
+            "deferred": self.deferred,
             "send_calls": self.send_calls,
             "throttled": self.throttled,
             "deleted": self.deleted,

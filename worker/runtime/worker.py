@@ -21,6 +21,7 @@ from worker.logs import get_logger
 from worker.pipeline import Held, Phase, Pipeline
 from worker.queue.acks import AckBatcher
 from worker.queue.consumer import Consumer
+from worker.queue.extender import VisibilityExtender
 from worker.queue.message import QueueMessage
 from worker.runtime.cooldown import Cooldown
 from worker.runtime.metrics import Metrics
@@ -46,6 +47,7 @@ class Worker:
         self._tasks: dict[asyncio.Task[None], Held] = {}
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._pipeline: Pipeline | None = None
+        self._extender: VisibilityExtender | None = None
 
     # -- control ---------------------------------------------------------------------------
     def request_stop(self, reason: str = "signal") -> None:
@@ -66,6 +68,7 @@ class Worker:
             max_receive_count = await self._max_receive_count(clients)
             acks = AckBatcher(clients.sqs, s.queue_url, self.metrics, s.ack_flush_ms)
             await stack.enter_async_context(acks)
+            self._extender = VisibilityExtender(acks, s.visibility_timeout_s)
             store = StatusStore(
                 clients.dynamodb, s.table, lease_s=s.lease_s, ttl_days=s.record_ttl_days
             )
@@ -76,6 +79,7 @@ class Worker:
                 sender=sender,
                 limiter=self.limiter,
                 acks=acks,
+                extender=self._extender,
                 cooldown=self.cooldown,
                 metrics=self.metrics,
                 stopping=self.stopping,
@@ -96,7 +100,10 @@ class Worker:
             pollers = {
                 asyncio.create_task(consumer.poll(i), name=f"poller-{i}") for i in range(s.pollers)
             }
-            background = {asyncio.create_task(self._progress_loop(), name="progress")}
+            background = {
+                asyncio.create_task(self._progress_loop(), name="progress"),
+                asyncio.create_task(self._extender.run(), name="visibility-extender"),
+            }
             log.info(
                 "started",
                 pollers=s.pollers,
@@ -139,7 +146,9 @@ class Worker:
 
     def _spawn(self, message: QueueMessage) -> None:
         assert self._pipeline is not None
+        assert self._extender is not None
         held = Held(message)
+        self._extender.track(message)
         task = asyncio.create_task(self._pipeline.handle(held))
         self._tasks[task] = held
         self.metrics.in_flight += 1

@@ -21,7 +21,7 @@ class IdentityBucket:
 
     decrease_factor = 0.7
     min_fraction = 0.05  # never below 5% of the ceiling
-    recovery_s = 10.0  # from the floor back to the ceiling, linearly
+    recovery_s = 30.0  # from the floor back to the ceiling, linearly
 
     def __init__(
         self, ceiling_mps: float, burst_s: float, clock: Callable[[], float] = time.monotonic
@@ -41,6 +41,13 @@ class IdentityBucket:
             step = self.ceiling_mps * (now - self._last_adjust) / self.recovery_s
             self.rate_mps = min(self.ceiling_mps, self.rate_mps + step)
         self._last_adjust = now
+
+    def next_wait_s(self) -> float:
+        """How long a request arriving now would wait for its token (reserves nothing)."""
+        now = self._clock()
+        interval = 1.0 / self.rate_mps
+        tolerance = max(0.0, self._burst_s * self.rate_mps - 1.0) * interval
+        return max(0.0, max(self._tat, now) - tolerance - now)
 
     def reserve(self) -> float:
         """Take the next slot; return how long to wait for it (0 = now)."""

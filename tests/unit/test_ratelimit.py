@@ -1,0 +1,106 @@
+"""The per-identity token buckets and their adaptation, on a simulated clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from worker.sending.ratelimit import IdentityBucket, RateLimiter
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_pacing_is_exact_and_never_above_the_ceiling() -> None:
+    clock = Clock()
+    bucket = IdentityBucket(20.0, burst_s=0.1, clock=clock)
+    sends = []
+    for _ in range(200):
+        clock.now += bucket.reserve()
+        sends.append(clock.now)
+    span = sends[-1] - sends[0]
+    assert span == pytest.approx(198 / 20.0)  # 2 tokens of burst, then one per 1/20 s
+    # Never more than the bucket's depth (2 tokens at 20/s x 0.1 s) in any 1/20 s.
+    for i in range(len(sends) - 2):
+        assert sends[i + 2] - sends[i] >= 1 / 20.0 - 1e-9
+
+
+def test_identities_do_not_block_each_other() -> None:
+    clock = Clock()
+    limiter = RateLimiter({"default": 100.0, "slow": 1.0}, burst_s=0.1, clock=clock)
+    slow = limiter.bucket("slow")
+    waits = [slow.reserve() for _ in range(10)]
+    assert waits[-1] == pytest.approx(9.0)  # the slow identity is booked 9 s ahead...
+    assert limiter.bucket("fast").reserve() == 0.0  # ...and a fast one still goes at once
+    assert limiter.bucket("fast").ceiling_mps == 100.0
+    assert slow.next_wait_s() == pytest.approx(10.0)
+
+
+async def test_waiters_of_a_slow_identity_do_not_delay_a_fast_one() -> None:
+    limiter = RateLimiter({"default": 1000.0, "slow": 2.0}, burst_s=0.1)
+    slow = [asyncio.create_task(limiter.bucket("slow").acquire()) for _ in range(5)]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for _ in range(50):
+        await limiter.bucket("fast").acquire()
+    assert loop.time() - started < 1.0  # 50 tokens at 1000/s, not behind 2 s of slow waits
+    assert not all(t.done() for t in slow)
+    for task in slow:
+        task.cancel()
+    await asyncio.gather(*slow, return_exceptions=True)
+
+
+def test_throttle_decreases_once_per_window_and_recovers_to_the_ceiling() -> None:
+    clock = Clock()
+    bucket = IdentityBucket(10.0, burst_s=0.1, clock=clock)
+    bucket.on_throttle()
+    assert bucket.rate_mps == pytest.approx(7.0)
+    bucket.on_throttle()  # same window: one burst of throttles counts once
+    assert bucket.rate_mps == pytest.approx(7.0)
+    clock.now += 1.0
+    bucket.reserve()
+    assert 7.0 < bucket.rate_mps < 10.0  # recovering linearly
+    for _ in range(20):
+        bucket.on_throttle()
+        clock.now += 1.0
+    assert bucket.rate_mps >= 10.0 * IdentityBucket.min_fraction  # floored
+    clock.now += IdentityBucket.recovery_s + 1
+    bucket.reserve()
+    assert bucket.rate_mps == 10.0  # back to, and never above, the ceiling
+
+
+def test_workers_sharing_a_quota_converge_under_it() -> None:
+    """Three workers, each configured with the whole quota, against a provider bucket."""
+    clock = Clock()
+    quota, dt = 30.0, 0.001
+    provider_tokens, provider_depth = quota, quota  # one second of burst, as the sandbox
+    workers = [IdentityBucket(quota, burst_s=0.1, clock=clock) for _ in range(3)]
+    next_send = [clock.now + w.reserve() for w in workers]
+    accepted = throttled = 0
+    start = clock.now
+    accepted_late = 0
+    while clock.now - start < 120:
+        clock.now += dt
+        provider_tokens = min(provider_depth, provider_tokens + quota * dt)
+        for i, worker in enumerate(workers):
+            while next_send[i] <= clock.now:
+                if provider_tokens >= 1:
+                    provider_tokens -= 1
+                    accepted += 1
+                    if clock.now - start >= 20:
+                        accepted_late += 1
+                else:
+                    throttled += 1
+                    worker.on_throttle()
+                next_send[i] = clock.now + worker.reserve()
+    late_rate = accepted_late / 100
+    assert late_rate <= quota * 1.02  # the provider enforces it; the workers stay near it
+    assert late_rate >= quota * 0.85  # and still use most of it
+    assert throttled / (accepted + throttled) < 0.08  # they back off instead of hammering
+    assert all(w.rate_mps < quota for w in workers)
