@@ -131,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sandbox_cli.add_arguments(sandbox)
     sandbox.set_defaults(handler=sandbox_cli.run)
+
+    from worker.ops import cli as ops_cli
+    from worker.producer import cli as producer_cli
+
+    producer_cli.register(commands)  # enqueue
+    ops_cli.register(commands)  # init, status, campaign
     return parser
 
 

@@ -1,0 +1,288 @@
+"""``make bench``: the worker against two boto3 baselines on identical fresh local stacks.
+
+Each run gets its own servers: moto (SQS), a DynamoDB server (dynalite when Node.js is
+there, moto otherwise) and the sandbox (50 ± 20 ms latency; per-identity MPS in the
+quota-bound scenario). The harness feeds the queue progressively (moto's SQS slows down as
+it deepens), waits until every request is consumed, then reads the contender's CPU and peak
+RSS and every server's CPU from /proc, and the sends from the sandbox's record.
+Prints one markdown table and writes it as JSON (``bench-results/latest.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+from contextlib import AsyncExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiobotocore.session import get_session
+
+from bench.servers import Servers, proc_stats
+from worker.resources import ensure_resources
+
+IDENTITIES = ("+18005550100", "pool-bench")
+LATENCY = ("--latency-ms", "50", "--latency-jitter-ms", "20", "--seed", "1")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    requests: int
+    mps: float | None  # per identity, enforced by the sandbox; None: unlimited
+    identities: tuple[str, ...] = IDENTITIES
+    contenders: tuple[str, ...] = ("worker", "threadpool", "sequential")
+    workers: int = 1
+    backlog: int = 100  # requests kept queued ahead of the contender
+    duration_s: float | None = None  # stop after this long instead of at the end
+
+
+@dataclass
+class Row:
+    scenario: str
+    contender: str
+    requests: int
+    drain_s: float
+    sends_per_s: float
+    allowed_mps: float | None
+    utilisation: float | None
+    throttled: int
+    throttled_fraction: float
+    cpu_ms_per_msg: float
+    peak_rss_mb: float
+    lost: int
+    duplicates: int
+    servers_cpu_s: dict[str, float]
+
+
+def request(n: int, identity: str) -> str:
+    return json.dumps({
+        "RequestId": f"bench-{n}", "CampaignId": "bench",
+        "DestinationPhoneNumber": f"+1206{n // 10000 % 10}55{n % 10000:04d}"
+        if n >= 10000 else f"+1206555{n:04d}",
+        "OriginationIdentity": identity, "MessageBody": f"benchmark message {n}",
+    })
+
+
+def contender_argv(kind: str, queue_url: str, table: str) -> list[str]:
+    if kind == "worker":
+        return [sys.executable, "-m", "worker", "run"]
+    return [sys.executable, "-m", "bench.baselines", kind, queue_url, table]
+
+
+def worker_env(scenario: Scenario, queue_url: str, table: str) -> dict[str, str]:
+    rate = scenario.mps if scenario.mps is not None else 1000
+    return {
+        "SMS_WORKER_QUEUE_URL": queue_url, "SMS_WORKER_TABLE": table,
+        "SMS_WORKER_RATE_LIMITS": f"default={rate}", "SMS_WORKER_MAX_IN_FLIGHT": "64",
+        "SMS_WORKER_LOG_FORMAT": "json", "SMS_WORKER_PROGRESS_INTERVAL_S": "0",
+    }
+
+
+async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row:
+    sandbox_opts = list(LATENCY)
+    if scenario.mps is not None:
+        sandbox_opts += ["--mps", str(scenario.mps), "--burst-s", "1"]
+    async with AsyncExitStack() as stack:
+        servers = await stack.enter_async_context(Servers(dynamo, sandbox_opts, logs))
+        env = dict(os.environ) | servers.aws_env()
+        os.environ.update(servers.aws_env())
+        session = get_session()
+        sqs = await stack.enter_async_context(session.create_client("sqs"))
+        ddb = await stack.enter_async_context(session.create_client("dynamodb"))
+        name = f"bench-{scenario.name}-{kind}-{int(time.time())}"
+        res = await ensure_resources(sqs, ddb, queue_name=name, table=name, max_receive_count=10)
+        env |= worker_env(scenario, res.queue_url, res.table)
+        procs = []
+        for i in range(scenario.workers):
+            log = (logs / f"{scenario.name}-{kind}-{i}.log").open("ab")
+            stack.callback(log.close)
+            procs.append(await asyncio.create_subprocess_exec(
+                *contender_argv(kind, res.queue_url, res.table), env=env,
+                stdout=asyncio.subprocess.DEVNULL, stderr=log,
+            ))
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        startup_cpu_s = sum([await settled_cpu(p.pid) for p in procs])
+        started = time.monotonic()
+        drain_s = await drive(scenario, sqs, res.queue_url, http, servers.sandbox_url, started)
+        cpu_s, rss_mb = -startup_cpu_s, 0.0
+        for proc in procs:
+            stats = proc_stats(proc.pid)
+            cpu_s += stats.cpu_s
+            rss_mb = max(rss_mb, stats.peak_rss_mb)
+        servers_cpu = servers.cpu_s()
+        for proc in procs:
+            if proc.returncode is None:
+                proc.terminate()
+        await asyncio.gather(*(asyncio.wait_for(p.wait(), 60) for p in procs))
+        async with http.get(f"{servers.sandbox_url}/_sandbox/stats") as r:
+            stats = await r.json()
+        sends = await all_sends(http, servers.sandbox_url)
+    return summarise(scenario, kind, drain_s, stats, sends, cpu_s, rss_mb, servers_cpu)
+
+
+async def settled_cpu(pid: int, timeout_s: float = 20.0) -> float:
+    """The CPU a process spent starting up: wait until it stops climbing (imports, clients)."""
+    last = proc_stats(pid).cpu_s
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        now = proc_stats(pid).cpu_s
+        if now - last < 0.02:
+            return now
+        last = now
+    return last
+
+
+async def drive(scenario: Scenario, sqs: Any, queue_url: str, http: aiohttp.ClientSession,
+                sandbox_url: str, started: float) -> float:
+    """Feed the queue, keeping ``backlog`` requests ahead; return when all are consumed."""
+    fed = accepted = 0
+    last_print = last_progress = time.monotonic()
+    last_accepted = -1
+    while True:
+        async with http.get(f"{sandbox_url}/_sandbox/stats") as r:
+            stats = await r.json()
+        accepted = stats["accepted"] + stats["faults"]
+        now = time.monotonic()
+        if scenario.duration_s is not None and now - started >= scenario.duration_s:
+            return now - started
+        while fed < scenario.requests and fed - accepted < scenario.backlog:
+            chunk = range(fed, min(fed + 10, scenario.requests))
+            ids = scenario.identities
+            await sqs.send_message_batch(QueueUrl=queue_url, Entries=[
+                {"Id": str(n - fed), "MessageBody": request(n, ids[n % len(ids)])}
+                for n in chunk
+            ])
+            fed += len(chunk)
+        if accepted != last_accepted:
+            last_accepted, last_progress = accepted, now
+        if now - last_print >= 5:
+            last_print = now
+            print(f"    {scenario.name}: fed {fed}, accepted {accepted}, throttled "
+                  f"{stats['throttled']}, {now - started:.0f}s", flush=True)
+        if fed >= scenario.requests and (accepted >= scenario.requests
+                                         or now - last_progress > 30):
+            attrs = (await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=[
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+            ]))["Attributes"]
+            if not int(attrs["ApproximateNumberOfMessages"]) + int(
+                    attrs["ApproximateNumberOfMessagesNotVisible"]):
+                return time.monotonic() - started
+            if now - last_progress > 120:
+                print("    no progress for 120 s: stopping this run", flush=True)
+                return time.monotonic() - started
+        await asyncio.sleep(0.2)
+
+
+async def all_sends(http: aiohttp.ClientSession, url: str) -> list[dict[str, Any]]:
+    sends: list[dict[str, Any]] = []
+    while True:
+        async with http.get(f"{url}/_sandbox/sends", params={"since": str(len(sends))}) as r:
+            page = (await r.json())["sends"]
+        if not page:
+            return sends
+        sends += page
+
+
+def summarise(scenario: Scenario, kind: str, drain_s: float, stats: dict[str, Any],
+              sends: list[dict[str, Any]], cpu_s: float, rss_mb: float,
+              servers_cpu: dict[str, float]) -> Row:
+    real = [s for s in sends if not s["dry_run"]]
+    distinct = {s["destination"] for s in real}
+    # The steady rate: the middle 80% of sends, so neither the provider's initial burst nor
+    # the ramp-up and the tail count.
+    times = sorted(s["received_at"] for s in real)
+    lo, hi = len(times) // 10, len(times) - 1 - len(times) // 10
+    span = times[hi] - times[lo] if hi > lo else 0.0
+    rate = (hi - lo) / span if span else 0.0
+    allowed = scenario.mps * len(scenario.identities) if scenario.mps else None
+    expected = scenario.requests if scenario.duration_s is None else len(distinct)
+    return Row(
+        scenario=scenario.name, contender=kind if scenario.workers == 1
+        else f"{kind} x{scenario.workers}", requests=len(distinct), drain_s=round(drain_s, 1),
+        sends_per_s=round(rate, 2), allowed_mps=allowed,
+        utilisation=round(rate / allowed, 3) if allowed else None,
+        throttled=int(stats["throttled"]),
+        throttled_fraction=round(stats["throttled"] / max(len(real), 1), 4),
+        cpu_ms_per_msg=round(cpu_s * 1000 / max(len(real), 1), 2),
+        peak_rss_mb=round(rss_mb, 1), lost=expected - len(distinct),
+        duplicates=len(real) - len(distinct),
+        servers_cpu_s={k: round(v, 1) for k, v in servers_cpu.items()},
+    )
+
+
+def scenarios(quick: bool) -> list[Scenario]:
+    n = 400 if quick else 2000
+    return [
+        Scenario("quota-bound", n, mps=15.0),
+        Scenario("latency-bound", n, mps=None),
+        Scenario("scale-out", n // 2, mps=20.0, identities=(IDENTITIES[1],),
+                 contenders=("worker",), workers=3),
+        Scenario("backlog-x1", 10**6, mps=5.0, contenders=("worker",), backlog=60,
+                 duration_s=20 if quick else 40),
+        Scenario("backlog-x10", 10**6, mps=5.0, contenders=("worker",), backlog=600,
+                 duration_s=20 if quick else 40),
+    ]
+
+
+def table(rows: list[Row]) -> str:
+    head = ("| scenario | contender | requests | drain s | sends/s | quota use | throttled "
+            "| CPU ms/msg | peak RSS MB | lost | dup | servers' CPU s |")
+    lines = [head, "|" + "---|" * 12]
+    for r in rows:
+        util = f"{r.utilisation:.3f}" if r.utilisation is not None else "-"
+        servers = ", ".join(f"{k} {v}" for k, v in r.servers_cpu_s.items())
+        lines.append(
+            f"| {r.scenario} | {r.contender} | {r.requests} | {r.drain_s} | {r.sends_per_s} "
+            f"| {util} | {r.throttled} ({r.throttled_fraction:.1%}) | {r.cpu_ms_per_msg} "
+            f"| {r.peak_rss_mb} | {r.lost} | {r.duplicates} | {servers} |")
+    return "\n".join(lines)
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--quick", action="store_true", help="smaller loads (a smoke run)")
+    parser.add_argument("--only", default="", help="comma list of scenario names")
+    parser.add_argument("--contenders", default="", help="comma list: worker,threadpool,...")
+    parser.add_argument("--requests", type=int, default=0, help="override the load size")
+    parser.add_argument("--out", default="bench-results/latest.json")
+    args = parser.parse_args()
+    dynamo = Servers.dynamo_kind()
+    logs = Path("bench-results/logs")
+    logs.mkdir(parents=True, exist_ok=True)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    print(f"sms-worker benchmark on {machine}; DynamoDB server: {dynamo}")
+    rows: list[Row] = []
+    wanted = set(filter(None, args.only.split(",")))
+    for scenario in scenarios(args.quick):
+        if wanted and scenario.name not in wanted:
+            continue
+        if args.requests and scenario.duration_s is None:
+            scenario = dataclasses.replace(scenario, requests=args.requests)
+        for kind in scenario.contenders:
+            if args.contenders and kind not in args.contenders.split(","):
+                continue
+            print(f"  {scenario.name} / {kind} ...", flush=True)
+            rows.append(await run_one(scenario, kind, dynamo, logs))
+            print(table(rows[-1:]).splitlines()[-1], flush=True)
+    print()
+    print(table(rows))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine, "dynamodb_server": dynamo,
+                               "rows": [asdict(r) for r in rows]}, indent=2))
+    print(f"\nwritten to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
