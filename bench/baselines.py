@@ -22,9 +22,17 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 API_KEYS = (
-    "DestinationPhoneNumber", "OriginationIdentity", "MessageBody", "MediaUrls",
-    "ConfigurationSetName", "MaxPrice", "TimeToLive", "Context", "DryRun",
-    "ProtectConfigurationId", "MessageFeedbackEnabled",
+    "DestinationPhoneNumber",
+    "OriginationIdentity",
+    "MessageBody",
+    "MediaUrls",
+    "ConfigurationSetName",
+    "MaxPrice",
+    "TimeToLive",
+    "Context",
+    "DryRun",
+    "ProtectConfigurationId",
+    "MessageFeedbackEnabled",
 )
 stopping = threading.Event()
 
@@ -48,8 +56,11 @@ def handle(sqs: Any, sms: Any, ddb: Any, queue_url: str, table: str, msg: dict[s
 
 
 def sequential(queue_url: str, table: str) -> None:
-    sqs, sms, ddb = boto3.client("sqs"), boto3.client("pinpoint-sms-voice-v2"), boto3.client(
-        "dynamodb")
+    sqs, sms, ddb = (
+        boto3.client("sqs"),
+        boto3.client("pinpoint-sms-voice-v2"),
+        boto3.client("dynamodb"),
+    )
     while not stopping.is_set():
         response = sqs.receive_message(
             QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=2
@@ -59,8 +70,7 @@ def sequential(queue_url: str, table: str) -> None:
 
 
 def threadpool(queue_url: str, table: str, threads: int = 32) -> None:
-    config = Config(retries={"mode": "adaptive", "max_attempts": 10},
-                    max_pool_connections=threads)
+    config = Config(retries={"mode": "adaptive", "max_attempts": 10}, max_pool_connections=threads)
     sqs = boto3.client("sqs", config=config)
     sms = boto3.client("pinpoint-sms-voice-v2", config=config)
     ddb = boto3.client("dynamodb", config=config)

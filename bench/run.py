@@ -64,12 +64,17 @@ class Row:
 
 
 def request(n: int, identity: str) -> str:
-    return json.dumps({
-        "RequestId": f"bench-{n}", "CampaignId": "bench",
-        "DestinationPhoneNumber": f"+1206{n // 10000 % 10}55{n % 10000:04d}"
-        if n >= 10000 else f"+1206555{n:04d}",
-        "OriginationIdentity": identity, "MessageBody": f"benchmark message {n}",
-    })
+    return json.dumps(
+        {
+            "RequestId": f"bench-{n}",
+            "CampaignId": "bench",
+            "DestinationPhoneNumber": f"+1206{n // 10000 % 10}55{n % 10000:04d}"
+            if n >= 10000
+            else f"+1206555{n:04d}",
+            "OriginationIdentity": identity,
+            "MessageBody": f"benchmark message {n}",
+        }
+    )
 
 
 def contender_argv(kind: str, queue_url: str, table: str) -> list[str]:
@@ -81,9 +86,12 @@ def contender_argv(kind: str, queue_url: str, table: str) -> list[str]:
 def worker_env(scenario: Scenario, queue_url: str, table: str) -> dict[str, str]:
     rate = scenario.mps if scenario.mps is not None else 1000
     return {
-        "SMS_WORKER_QUEUE_URL": queue_url, "SMS_WORKER_TABLE": table,
-        "SMS_WORKER_RATE_LIMITS": f"default={rate}", "SMS_WORKER_MAX_IN_FLIGHT": "64",
-        "SMS_WORKER_LOG_FORMAT": "json", "SMS_WORKER_PROGRESS_INTERVAL_S": "0",
+        "SMS_WORKER_QUEUE_URL": queue_url,
+        "SMS_WORKER_TABLE": table,
+        "SMS_WORKER_RATE_LIMITS": f"default={rate}",
+        "SMS_WORKER_MAX_IN_FLIGHT": "64",
+        "SMS_WORKER_LOG_FORMAT": "json",
+        "SMS_WORKER_PROGRESS_INTERVAL_S": "0",
     }
 
 
@@ -105,10 +113,14 @@ async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row
         for i in range(scenario.workers):
             log = (logs / f"{scenario.name}-{kind}-{i}.log").open("ab")
             stack.callback(log.close)
-            procs.append(await asyncio.create_subprocess_exec(
-                *contender_argv(kind, res.queue_url, res.table), env=env,
-                stdout=asyncio.subprocess.DEVNULL, stderr=log,
-            ))
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    *contender_argv(kind, res.queue_url, res.table),
+                    env=env,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=log,
+                )
+            )
         http = await stack.enter_async_context(aiohttp.ClientSession())
         startup_cpu_s = sum([await settled_cpu(p.pid) for p in procs])
         started = time.monotonic()
@@ -142,8 +154,14 @@ async def settled_cpu(pid: int, timeout_s: float = 20.0) -> float:
     return last
 
 
-async def drive(scenario: Scenario, sqs: Any, queue_url: str, http: aiohttp.ClientSession,
-                sandbox_url: str, started: float) -> float:
+async def drive(
+    scenario: Scenario,
+    sqs: Any,
+    queue_url: str,
+    http: aiohttp.ClientSession,
+    sandbox_url: str,
+    started: float,
+) -> float:
     """Feed the queue, keeping ``backlog`` requests ahead; return when all are consumed."""
     fed = accepted = 0
     last_print = last_progress = time.monotonic()
@@ -158,24 +176,36 @@ async def drive(scenario: Scenario, sqs: Any, queue_url: str, http: aiohttp.Clie
         while fed < scenario.requests and fed - accepted < scenario.backlog:
             chunk = range(fed, min(fed + 10, scenario.requests))
             ids = scenario.identities
-            await sqs.send_message_batch(QueueUrl=queue_url, Entries=[
-                {"Id": str(n - fed), "MessageBody": request(n, ids[n % len(ids)])}
-                for n in chunk
-            ])
+            await sqs.send_message_batch(
+                QueueUrl=queue_url,
+                Entries=[
+                    {"Id": str(n - fed), "MessageBody": request(n, ids[n % len(ids)])}
+                    for n in chunk
+                ],
+            )
             fed += len(chunk)
         if accepted != last_accepted:
             last_accepted, last_progress = accepted, now
         if now - last_print >= 5:
             last_print = now
-            print(f"    {scenario.name}: fed {fed}, accepted {accepted}, throttled "
-                  f"{stats['throttled']}, {now - started:.0f}s", flush=True)
-        if fed >= scenario.requests and (accepted >= scenario.requests
-                                         or now - last_progress > 30):
-            attrs = (await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=[
-                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-            ]))["Attributes"]
+            print(
+                f"    {scenario.name}: fed {fed}, accepted {accepted}, throttled "
+                f"{stats['throttled']}, {now - started:.0f}s",
+                flush=True,
+            )
+        if fed >= scenario.requests and (accepted >= scenario.requests or now - last_progress > 30):
+            attrs = (
+                await sqs.get_queue_attributes(
+                    QueueUrl=queue_url,
+                    AttributeNames=[
+                        "ApproximateNumberOfMessages",
+                        "ApproximateNumberOfMessagesNotVisible",
+                    ],
+                )
+            )["Attributes"]
             if not int(attrs["ApproximateNumberOfMessages"]) + int(
-                    attrs["ApproximateNumberOfMessagesNotVisible"]):
+                attrs["ApproximateNumberOfMessagesNotVisible"]
+            ):
                 return time.monotonic() - started
             if now - last_progress > 120:
                 print("    no progress for 120 s: stopping this run", flush=True)
@@ -193,9 +223,16 @@ async def all_sends(http: aiohttp.ClientSession, url: str) -> list[dict[str, Any
         sends += page
 
 
-def summarise(scenario: Scenario, kind: str, drain_s: float, stats: dict[str, Any],
-              sends: list[dict[str, Any]], cpu_s: float, rss_mb: float,
-              servers_cpu: dict[str, float]) -> Row:
+def summarise(
+    scenario: Scenario,
+    kind: str,
+    drain_s: float,
+    stats: dict[str, Any],
+    sends: list[dict[str, Any]],
+    cpu_s: float,
+    rss_mb: float,
+    servers_cpu: dict[str, float],
+) -> Row:
     real = [s for s in sends if not s["dry_run"]]
     distinct = {s["destination"] for s in real}
     # The steady rate: the middle 80% of sends, so neither the provider's initial burst nor
@@ -207,14 +244,18 @@ def summarise(scenario: Scenario, kind: str, drain_s: float, stats: dict[str, An
     allowed = scenario.mps * len(scenario.identities) if scenario.mps else None
     expected = scenario.requests if scenario.duration_s is None else len(distinct)
     return Row(
-        scenario=scenario.name, contender=kind if scenario.workers == 1
-        else f"{kind} x{scenario.workers}", requests=len(distinct), drain_s=round(drain_s, 1),
-        sends_per_s=round(rate, 2), allowed_mps=allowed,
+        scenario=scenario.name,
+        contender=kind if scenario.workers == 1 else f"{kind} x{scenario.workers}",
+        requests=len(distinct),
+        drain_s=round(drain_s, 1),
+        sends_per_s=round(rate, 2),
+        allowed_mps=allowed,
         utilisation=round(rate / allowed, 3) if allowed else None,
         throttled=int(stats["throttled"]),
         throttled_fraction=round(stats["throttled"] / max(len(real), 1), 4),
         cpu_ms_per_msg=round(cpu_s * 1000 / max(len(real), 1), 2),
-        peak_rss_mb=round(rss_mb, 1), lost=expected - len(distinct),
+        peak_rss_mb=round(rss_mb, 1),
+        lost=expected - len(distinct),
         duplicates=len(real) - len(distinct),
         servers_cpu_s={k: round(v, 1) for k, v in servers_cpu.items()},
     )
@@ -225,18 +266,38 @@ def scenarios(quick: bool) -> list[Scenario]:
     return [
         Scenario("quota-bound", n, mps=15.0),
         Scenario("latency-bound", n, mps=None),
-        Scenario("scale-out", n // 2, mps=20.0, identities=(IDENTITIES[1],),
-                 contenders=("worker",), workers=3),
-        Scenario("backlog-x1", 10**6, mps=5.0, contenders=("worker",), backlog=60,
-                 duration_s=20 if quick else 40),
-        Scenario("backlog-x10", 10**6, mps=5.0, contenders=("worker",), backlog=600,
-                 duration_s=20 if quick else 40),
+        Scenario(
+            "scale-out",
+            n // 2,
+            mps=20.0,
+            identities=(IDENTITIES[1],),
+            contenders=("worker",),
+            workers=3,
+        ),
+        Scenario(
+            "backlog-x1",
+            10**6,
+            mps=5.0,
+            contenders=("worker",),
+            backlog=60,
+            duration_s=20 if quick else 40,
+        ),
+        Scenario(
+            "backlog-x10",
+            10**6,
+            mps=5.0,
+            contenders=("worker",),
+            backlog=600,
+            duration_s=20 if quick else 40,
+        ),
     ]
 
 
 def table(rows: list[Row]) -> str:
-    head = ("| scenario | contender | requests | drain s | sends/s | quota use | throttled "
-            "| CPU ms/msg | peak RSS MB | lost | dup | servers' CPU s |")
+    head = (
+        "| scenario | contender | requests | drain s | sends/s | quota use | throttled "
+        "| CPU ms/msg | peak RSS MB | lost | dup | servers' CPU s |"
+    )
     lines = [head, "|" + "---|" * 12]
     for r in rows:
         util = f"{r.utilisation:.3f}" if r.utilisation is not None else "-"
@@ -244,7 +305,8 @@ def table(rows: list[Row]) -> str:
         lines.append(
             f"| {r.scenario} | {r.contender} | {r.requests} | {r.drain_s} | {r.sends_per_s} "
             f"| {util} | {r.throttled} ({r.throttled_fraction:.1%}) | {r.cpu_ms_per_msg} "
-            f"| {r.peak_rss_mb} | {r.lost} | {r.duplicates} | {servers} |")
+            f"| {r.peak_rss_mb} | {r.lost} | {r.duplicates} | {servers} |"
+        )
     return "\n".join(lines)
 
 
@@ -278,8 +340,12 @@ async def main() -> int:
     print(table(rows))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine, "dynamodb_server": dynamo,
-                               "rows": [asdict(r) for r in rows]}, indent=2))
+    out.write_text(
+        json.dumps(
+            {"machine": machine, "dynamodb_server": dynamo, "rows": [asdict(r) for r in rows]},
+            indent=2,
+        )
+    )
     print(f"\nwritten to {out}")
     return 0
 

@@ -62,14 +62,22 @@ class Servers:
         self._stack.callback(log.close)
         moto = await self._start(start_server("moto", moto_argv(), "moto_ready", log=log))
         self.moto_url = self.dynamo_url = moto.url
-        sandbox = await self._start(start_server(
-            "sandbox", sandbox_argv(*self._sandbox_options), "sandbox_ready", log=log))
+        sandbox = await self._start(
+            start_server("sandbox", sandbox_argv(*self._sandbox_options), "sandbox_ready", log=log)
+        )
         self.sandbox_url = sandbox.url
         if self._dynamo == "dynalite":
             port = free_port()
             process = await asyncio.create_subprocess_exec(
-                str(DYNALITE), "--port", str(port), "--host", "127.0.0.1",
-                "--createTableMs", "0", stdout=log, stderr=log,
+                str(DYNALITE),
+                "--port",
+                str(port),
+                "--host",
+                "127.0.0.1",
+                "--createTableMs",
+                "0",
+                stdout=log,
+                stderr=log,
             )
             server = ServerProcess("dynalite", process, f"http://127.0.0.1:{port}")
             self._stack.push_async_callback(server.stop)
@@ -87,8 +95,10 @@ class Servers:
     async def _wait_dynamo(self) -> None:
         env = self.aws_env()
         async with get_session().create_client(
-            "dynamodb", endpoint_url=env["AWS_ENDPOINT_URL_DYNAMODB"],
-            region_name=env["AWS_DEFAULT_REGION"], aws_access_key_id="x",
+            "dynamodb",
+            endpoint_url=env["AWS_ENDPOINT_URL_DYNAMODB"],
+            region_name=env["AWS_DEFAULT_REGION"],
+            aws_access_key_id="x",
             aws_secret_access_key="x",
         ) as ddb:
             for _ in range(100):

@@ -31,6 +31,7 @@ from worker.sending.errors import ErrorKind, SendError
 from worker.sending.ratelimit import RateLimiter
 from worker.sending.sender import Sender, SendProgress, SendResult
 from worker.settings import Settings
+from worker.status.sent_writer import SentWriter
 from worker.status.store import (
     EXPIRED,
     FAILED,
@@ -71,6 +72,7 @@ class Pipeline:
         settings: Settings,
         *,
         store: StatusStore,
+        sent_writer: SentWriter,
         sender: Sender,
         limiter: RateLimiter,
         acks: AckBatcher,
@@ -82,6 +84,7 @@ class Pipeline:
     ) -> None:
         self._s = settings
         self._store = store
+        self._sent_writer = sent_writer
         self._sender = sender
         self._limiter = limiter
         self._acks = acks
@@ -214,11 +217,20 @@ class Pipeline:
         self, held: Held, claim: Claim, info: RequestInfo, result: SendResult
     ) -> None:
         attempt = claim.attempts + max(0, result.calls - 1)
-        if result.ok:
-            outcome = Outcome(SENT, message_id=result.message_id)
-        else:
-            assert result.error is not None
-            outcome = self._failure_outcome(held.message, result.error)
+        if result.message_id is not None:
+            # Durable before the delete: an acknowledged request always has its status.
+            await self._sent_writer.write(claim, info, result.message_id, result.calls)
+            self._metrics.sent += 1
+            log.info(
+                "sent",
+                attempt=attempt,
+                latency_ms=round(result.latency_ms, 1),
+                dry_run=info.dry_run or None,
+            )
+            self._delete(held)
+            return
+        assert result.error is not None
+        outcome = self._failure_outcome(held.message, result.error)
         lost = await self._store.finish(claim, info, outcome, result.calls)
         if lost is not None:
             log.warning(
@@ -228,16 +240,6 @@ class Pipeline:
                 attempt=attempt,
                 action="raise lease_s above the longest send (retry budget + timeouts)",
             )
-        if outcome.status == SENT:
-            self._metrics.sent += 1
-            log.info(
-                "sent",
-                attempt=attempt,
-                latency_ms=round(result.latency_ms, 1),
-                dry_run=info.dry_run or None,
-            )
-            self._delete(held)  # sent: whatever the record says, never send it again
-            return
         if lost is not None:
             return  # someone else owns the request now; leave the message as it is
         error = result.error

@@ -132,6 +132,15 @@ class Settings(BaseSettings):
         5.0, gt=0, description="After the grace: most time to write statuses and flush acks."
     )
     ack_flush_ms: int = Field(50, ge=1, le=5_000, description="Longest a delete waits to batch.")
+    sent_batch_ms: int = Field(
+        20,
+        ge=0,
+        le=1_000,
+        description=(
+            "Longest a SENT record waits to be written with others in one BatchWriteItem; "
+            "widens the crash window by at most this (0: write each at once)."
+        ),
+    )
     record_ttl_days: int = Field(30, ge=1, description="Status records expire after this.")
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="'auto': console on a terminal, JSON otherwise."

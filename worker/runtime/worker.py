@@ -28,6 +28,7 @@ from worker.runtime.metrics import Metrics
 from worker.sending.ratelimit import RateLimiter
 from worker.sending.sender import Sender
 from worker.settings import Settings
+from worker.status.sent_writer import SentWriter
 from worker.status.store import StatusStore
 
 log = get_logger(__name__)
@@ -72,10 +73,13 @@ class Worker:
             store = StatusStore(
                 clients.dynamodb, s.table, lease_s=s.lease_s, ttl_days=s.record_ttl_days
             )
+            sent_writer = SentWriter(clients.dynamodb, s.table, s.sent_batch_ms)
+            await stack.enter_async_context(sent_writer)
             sender = Sender(clients.sms, self.limiter, s, self.metrics)
             self._pipeline = Pipeline(
                 s,
                 store=store,
+                sent_writer=sent_writer,
                 sender=sender,
                 limiter=self.limiter,
                 acks=acks,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,6 +59,7 @@ class Claim:
     token: str
     attempts: int  # including the call about to be made
     lease_until_ms: int
+    record: dict[str, Any] = field(default_factory=dict)  # as the claim left it (raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,12 +158,12 @@ class StatusStore:
                     token,
                     int(lost.record.get("Attempts") or 1),
                     now_ms + self._lease_ms,
+                    {k: encode_value(v) for k, v in lost.record.items()},
                 )
             return Existing(lost.record)
-        record = decode_item(response.get("Attributes", {}))
-        return Claim(
-            info.request_id, token, int(record.get("Attempts") or 1), now_ms + self._lease_ms
-        )
+        raw = response.get("Attributes", {})
+        attempts = int(raw.get("Attempts", {}).get("N", "1"))
+        return Claim(info.request_id, token, attempts, now_ms + self._lease_ms, raw)
 
     async def finish(
         self, claim: Claim, info: RequestInfo, outcome: Outcome, calls: int
