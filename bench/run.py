@@ -11,8 +11,8 @@ Prints one markdown table and writes it as JSON (``bench-results/latest.json``).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import asyncio
+import dataclasses
 import json
 import os
 import platform

@@ -36,7 +36,6 @@ from worker.status.store import (
     EXPIRED,
     FAILED,
     RETRYING,
-    SENT,
     Claim,
     Existing,
     Outcome,
