@@ -179,6 +179,7 @@ def make_settings(env: Env, **overrides: Any) -> Settings:
         "progress_interval_s": 0,
         "rate_limits": "default=500",
         "log_format": "json",
+        "metrics_port": 0,
     }
     values.update(overrides)
     return Settings(**values)

@@ -250,7 +250,7 @@ class Pipeline:
         }
         if outcome.status == RETRYING:
             delay_s = self._redelivery_delay_s(held.message.receive_count, error)
-            self._metrics.retrying += 1
+            self._metrics.retrying[error.code] += 1
             log.info("retrying", **fields, visible_in_s=delay_s)
             self._release(held, delay_s)
         elif outcome.error_code == RETRIES_EXHAUSTED:

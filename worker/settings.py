@@ -142,6 +142,10 @@ class Settings(BaseSettings):
         ),
     )
     record_ttl_days: int = Field(30, ge=1, description="Status records expire after this.")
+    metrics_port: int = Field(
+        9102, ge=0, le=65_535, description="Port of /metrics, /healthz, /readyz (0 disables)."
+    )
+    metrics_host: str = Field("0.0.0.0", description="Address the HTTP endpoint listens on.")
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="'auto': console on a terminal, JSON otherwise."
     )

@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from dataclasses import dataclass, field
+
+# Send-call latency histogram bounds, in seconds (Prometheus convention).
+LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass
+class Histogram:
+    bounds: tuple[float, ...] = LATENCY_BUCKETS_S
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_S) + 1))
+    total: float = 0.0
+    count: int = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+        self.count += 1
 
 
 @dataclass
@@ -12,24 +29,24 @@ class Metrics:
     deleted: int = 0
     released: int = 0
     sent: int = 0
-    dry_runs: int = 0
     duplicates: int = 0
     expired: int = 0
-    retrying: int = 0
+    retrying: Counter[str] = field(default_factory=Counter)  # by ErrorCode
     lease_busy: int = 0
     deferred: int = 0
     send_calls: int = 0
+    send_retries: int = 0
     throttled: int = 0
     in_flight: int = 0
     failed: Counter[str] = field(default_factory=Counter)  # by ErrorCode
-    send_latency_ms_total: float = 0.0
+    send_latency_s: Histogram = field(default_factory=Histogram)
 
     def snapshot(self) -> dict[str, object]:
         return {
             "received": self.received,
             "sent": self.sent,
             "failed": sum(self.failed.values()),
-            "retrying": self.retrying,
+            "retrying": sum(self.retrying.values()),
             "expired": self.expired,
             "duplicates": self.duplicates,
             "deferred": self.deferred,

@@ -18,6 +18,7 @@ from typing import Any
 
 from worker.aws.clients import AwsClients, open_clients
 from worker.logs import get_logger
+from worker.observe.http import Observed, ObserveServer
 from worker.pipeline import Held, Phase, Pipeline
 from worker.queue.acks import AckBatcher
 from worker.queue.consumer import Consumer
@@ -49,6 +50,7 @@ class Worker:
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._pipeline: Pipeline | None = None
         self._extender: VisibilityExtender | None = None
+        self.http_port: int | None = None
 
     # -- control ---------------------------------------------------------------------------
     def request_stop(self, reason: str = "signal") -> None:
@@ -65,6 +67,13 @@ class Worker:
     async def run(self) -> int:
         s = self.settings
         async with AsyncExitStack() as stack:
+            if s.metrics_port:
+                observed = Observed(
+                    self.metrics, self.limiter, self.cooldown, self.ready, self.stopping
+                )
+                server = ObserveServer(observed, s.metrics_host, s.metrics_port)
+                await stack.enter_async_context(server)
+                self.http_port = server.port
             clients = await open_clients(stack, s)
             max_receive_count = await self._max_receive_count(clients)
             acks = AckBatcher(clients.sqs, s.queue_url, self.metrics, s.ack_flush_ms)

@@ -110,11 +110,14 @@ class Sender:
                 raise _CallFailed(error) from exc
             finally:
                 # A cancelled call leaves ``in_call`` set: the provider may have accepted it.
-                latency_ms = (time.perf_counter() - started) * 1000
+                elapsed_s = time.perf_counter() - started
+                latency_ms = elapsed_s * 1000
+                self._metrics.send_latency_s.observe(elapsed_s)
             state.in_call = False
             return str(response["MessageId"])
 
         def before_sleep(state: RetryCallState) -> None:
+            self._metrics.send_retries += 1
             exc = state.outcome.exception() if state.outcome else None
             code = exc.error.code if isinstance(exc, _CallFailed) else "unknown"
             log.info(

@@ -1,0 +1,1 @@
+"""Observability: the HTTP endpoint with /metrics, /healthz and /readyz."""
