@@ -235,3 +235,35 @@ async def test_second_signal_exits_at_once_and_loses_nothing(
 
 async def _calls_at_least(sandbox: Sandbox, n: int) -> bool:
     return (await sandbox.stats())["in_flight"] >= n
+
+
+async def test_three_workers_share_one_quota_without_loss_or_duplicates(
+    aws: Aws, env: Env, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Each worker is configured with the whole quota; throttling teaches them to share it."""
+    quota = 6.0
+    await sandbox.configure(default_mps=quota, burst_s=0.5, latency_ms=20)
+    n = 72
+    settings = make_settings(
+        env,
+        rate_limits=f"default={quota}",
+        retry_attempts=8,
+        retry_budget_s=20,
+        lease_s=30,
+        visibility_timeout_s=60,
+        max_token_wait_s=20,
+    )
+    workers = [spawn_worker(settings, tmp_path / f"w{k}.log") for k in range(3)]
+    try:
+        await feed(aws, env, [request(i) for i in range(n)], chunk=20, max_depth=30)
+        items = await wait_for(lambda: all_final(aws, env, n), timeout_s=150, interval_s=1)
+    finally:
+        codes = [stop(w) for w in workers]
+    assert codes == [0, 0, 0]
+    assert {i["Status"] for i in items.values()} == {"SENT"}
+    sends = await sandbox.sends_by_destination()
+    assert len(sends) == n and set(sends.values()) == {1}
+    stats = await sandbox.stats()
+    assert stats["throttled"] > 0  # they did contend...
+    logs = [(tmp_path / f"w{k}.log").read_text() for k in range(3)]
+    assert all('"sent"' in log for log in logs)  # ...and all three sent
