@@ -264,7 +264,8 @@ async def table_items(ddb: Any, table: str) -> dict[str, dict[str, Any]]:
         page = await ddb.scan(**kwargs)
         for raw in page.get("Items", []):
             item = decode_item(raw)
-            items[item["RequestId"]] = item
+            if not item["RequestId"].startswith("campaign#"):  # campaign counters
+                items[item["RequestId"]] = item
         if "LastEvaluatedKey" not in page:
             return items
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

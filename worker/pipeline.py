@@ -22,6 +22,7 @@ import structlog
 
 from worker.logs import get_logger
 from worker.model import InvalidRequest, mask_identity, parse_request
+from worker.ops.counters import CampaignCounters
 from worker.queue.acks import AckBatcher
 from worker.queue.extender import VisibilityExtender
 from worker.queue.message import QueueMessage
@@ -36,6 +37,7 @@ from worker.status.store import (
     EXPIRED,
     FAILED,
     RETRYING,
+    SENT,
     Claim,
     Existing,
     Outcome,
@@ -72,6 +74,7 @@ class Pipeline:
         *,
         store: StatusStore,
         sent_writer: SentWriter,
+        counters: CampaignCounters | None,
         sender: Sender,
         limiter: RateLimiter,
         acks: AckBatcher,
@@ -84,6 +87,7 @@ class Pipeline:
         self._s = settings
         self._store = store
         self._sent_writer = sent_writer
+        self._counters = counters
         self._sender = sender
         self._limiter = limiter
         self._acks = acks
@@ -199,6 +203,7 @@ class Pipeline:
         if existing is not None:
             self._not_ours(held, existing)
             return
+        self._count(info, outcome.status, outcome.error_code)
         if outcome.status == EXPIRED:
             self._metrics.expired += 1
             log.info("expired")
@@ -219,6 +224,7 @@ class Pipeline:
         if result.message_id is not None:
             # Durable before the delete: an acknowledged request always has its status.
             await self._sent_writer.write(claim, info, result.message_id, result.calls)
+            self._count(info, SENT, None)
             self._metrics.sent += 1
             log.info(
                 "sent",
@@ -241,6 +247,8 @@ class Pipeline:
             )
         if lost is not None:
             return  # someone else owns the request now; leave the message as it is
+        if outcome.status == FAILED:
+            self._count(info, FAILED, outcome.error_code)
         error = result.error
         assert error is not None
         fields = {
@@ -261,6 +269,11 @@ class Pipeline:
             self._metrics.failed[error.code] += 1
             log.info("failed", **fields, error_message=error.message)
             self._delete(held)
+
+    def _count(self, info: RequestInfo, status: str, error_code: str | None) -> None:
+        """Count a final status just written, for its campaign's progress counters."""
+        if self._counters is not None and info.campaign_id is not None:
+            self._counters.record(info.campaign_id, status, error_code)
 
     def _failure_outcome(self, message: QueueMessage, error: SendError) -> Outcome:
         if error.kind is ErrorKind.PERMANENT:

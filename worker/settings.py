@@ -141,6 +141,14 @@ class Settings(BaseSettings):
             "widens the crash window by at most this (0: write each at once)."
         ),
     )
+    campaign_counters_flush_s: float = Field(
+        1.0,
+        ge=0,
+        description=(
+            "Period of the per-campaign counter writes (one UpdateItem per campaign per "
+            "period; 0 disables the counters)."
+        ),
+    )
     record_ttl_days: int = Field(30, ge=1, description="Status records expire after this.")
     metrics_port: int = Field(
         9102, ge=0, le=65_535, description="Port of /metrics, /healthz, /readyz (0 disables)."

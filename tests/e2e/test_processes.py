@@ -25,6 +25,7 @@ from conftest import (
     wait_for,
 )
 
+from worker.ops.counters import read_campaign
 from worker.status.store import Claim, RequestInfo, StatusStore
 
 pytestmark = pytest.mark.slow
@@ -64,7 +65,9 @@ async def test_mixed_campaign_every_request_final_none_lost_none_twice(
         latency_jitter_ms=10,
     )
     valid = [request(i, CampaignId="mix") for i in range(300)]
-    expired = [request(i, NotAfter="2020-01-01T00:00:00Z") for i in range(300, 310)]
+    expired = [
+        request(i, NotAfter="2020-01-01T00:00:00Z", CampaignId="mix") for i in range(300, 310)
+    ]
     invalid: list[Any] = [
         "{not json",
         "null",
@@ -103,6 +106,10 @@ async def test_mixed_campaign_every_request_final_none_lost_none_twice(
     assert sum(1 for i in items.values() if i.get("ErrorCode") == "INVALID_REQUEST") == len(invalid)
     sends = await sandbox.sends_by_destination()
     assert len(sends) == 298 and set(sends.values()) == {1}  # none lost, none twice
+    # The campaign's counters (flushed on shutdown at the latest) match, copies not counted.
+    progress = await read_campaign(aws.ddb, env.table, "mix")
+    assert progress.counts == {"SENT": 298, "FAILED": 2, "EXPIRED": 10}
+    assert progress.errors == {"ConflictException": 2}
 
 
 async def test_concurrent_conditional_claims_are_atomic(aws: Aws, env: Env) -> None:

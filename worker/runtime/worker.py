@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from typing import Any
 
 from worker.aws.clients import AwsClients, open_clients
 from worker.logs import get_logger
 from worker.observe.http import Observed, ObserveServer
+from worker.ops.counters import CampaignCounters, CountersFlushError
 from worker.pipeline import Held, Phase, Pipeline
 from worker.queue.acks import AckBatcher
 from worker.queue.consumer import Consumer
@@ -82,6 +83,16 @@ class Worker:
             store = StatusStore(
                 clients.dynamodb, s.table, lease_s=s.lease_s, ttl_days=s.record_ttl_days
             )
+            counters = None
+            if s.campaign_counters_flush_s > 0:
+                counters = CampaignCounters(
+                    clients.dynamodb,
+                    s.table,
+                    s.campaign_counters_flush_s,
+                    ttl_days=s.record_ttl_days,
+                )
+                counters.start()
+                stack.push_async_callback(_close_counters, counters)
             sent_writer = SentWriter(clients.dynamodb, s.table, s.sent_batch_ms)
             await stack.enter_async_context(sent_writer)
             sender = Sender(clients.sms, self.limiter, s, self.metrics)
@@ -89,6 +100,7 @@ class Worker:
                 s,
                 store=store,
                 sent_writer=sent_writer,
+                counters=counters,
                 sender=sender,
                 limiter=self.limiter,
                 acks=acks,
@@ -247,3 +259,10 @@ class Worker:
                 )
         finally:
             forced.cancel()
+
+
+async def _close_counters(counters: CampaignCounters) -> None:
+    """Final flush of the campaign counters; a failure is logged (by the counters), not fatal:
+    the per-request records stay authoritative."""
+    with suppress(CountersFlushError):
+        await counters.close()

@@ -1,0 +1,312 @@
+"""Per-campaign outcome counters: cheap progress for a table of millions of records.
+
+Why counters: the status table is keyed by ``RequestId`` and may hold millions of records, so
+counting a campaign's outcomes from the records would mean a Scan (reads the whole table) or
+an index on ``CampaignId`` (a second copy of every write). Instead every worker keeps, in
+memory, how many of each campaign's requests reached each final status since its last flush,
+and adds those deltas to one counter item per campaign, at most once per ``flush_interval_s``,
+with one ``UpdateItem`` (``ADD``, which DynamoDB applies atomically, so any number of workers
+can add to the same item). Reading a campaign's progress is one ``GetItem``.
+
+The counter item lives in the status table itself, under ``RequestId = "campaign#<id>"``.
+It cannot collide with a request's record: a ``RequestId`` must match
+``[A-Za-z0-9_.:-]{1,128}`` (and one defaulted from an SQS message id is a UUID), neither of
+which can contain ``#``. Producers must never use a ``RequestId`` starting with ``campaign#``;
+the contract makes that impossible. The item also carries ``RecordType = "campaign-counters"``
+so that exports and scans of the table can tell it from request records.
+
+Attributes of a counter item: ``SENT``, ``FAILED``, ``EXPIRED`` (numbers), ``FAILED#<code>``
+(failures by error code or reason), ``Expected`` (the campaign's number of requests, when a
+producer recorded it with :func:`add_expected`), ``StartedAt`` (first flush) and ``UpdatedAt``
+(last flush) as ISO-8601 UTC, and ``ExpiresAt`` when the counters were given a TTL.
+
+The counts are approximate, the per-request records stay authoritative: a worker that crashes
+loses what it had not flushed yet (at most one flush interval of its outcomes), and a flush
+whose answer is lost (a timeout after DynamoDB applied it) is retried and may count twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+from worker.logs import get_logger
+from worker.model.messages import RULES
+from worker.model.rules import TOKEN_PATTERN
+from worker.status.codec import decode_item
+from worker.status.store import EXPIRED, FAILED, FINAL_STATUSES, SENT, now_iso
+
+KEY_PREFIX = "campaign#"
+ERROR_PREFIX = "FAILED#"
+RECORD_TYPE = "campaign-counters"
+UNKNOWN_ERROR = "UNKNOWN"
+_CAMPAIGN_ID = re.compile(TOKEN_PATTERN)
+_ERROR_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
+_ERROR_KEY_MAX = 100
+_CONCURRENT_WRITES = 16
+
+log = get_logger("worker.ops.counters")
+
+
+def counter_key(campaign_id: str) -> str:
+    """The ``RequestId`` of a campaign's counter item."""
+    check_campaign_id(campaign_id)
+    return KEY_PREFIX + campaign_id
+
+
+def check_campaign_id(campaign_id: str) -> None:
+    if not isinstance(campaign_id, str) or _CAMPAIGN_ID.fullmatch(campaign_id) is None:
+        raise ValueError(f"campaign id {campaign_id!r} is not valid: {RULES['CampaignId']}")
+
+
+def error_key(error_code: str | None) -> str:
+    """``FAILED#<code>``: the code kept to a short, plain attribute name."""
+    code = _ERROR_KEY_UNSAFE.sub("_", (error_code or UNKNOWN_ERROR)[:_ERROR_KEY_MAX])
+    return ERROR_PREFIX + code
+
+
+class CountersFlushError(Exception):
+    """Some campaigns' deltas could not be written; they are kept for the next flush."""
+
+    def __init__(self, failures: dict[str, BaseException]) -> None:
+        self.failures = failures
+        details = "; ".join(f"{c}: {_describe(e)}" for c, e in sorted(failures.items()))
+        super().__init__(
+            f"could not write the counters of {len(failures)} campaign(s) ({details}); "
+            "their counts are kept in memory and written by the next flush: check that the "
+            "table exists and that this role may call dynamodb:UpdateItem on it"
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        error = response["Error"]
+        return f"{error.get('Code')}: {error.get('Message')}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class CampaignCounters:
+    """In-memory deltas of final outcomes per campaign, flushed with one ``UpdateItem`` per
+    campaign per flush. ``client`` is an aiobotocore DynamoDB client."""
+
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        flush_interval_s: float = 1.0,
+        *,
+        ttl_days: int | None = None,
+    ) -> None:
+        if not flush_interval_s > 0:
+            raise ValueError(f"flush_interval_s must be > 0 seconds, got {flush_interval_s}")
+        if ttl_days is not None and ttl_days < 1:
+            raise ValueError(f"ttl_days must be >= 1 or None (no expiry), got {ttl_days}")
+        self._client = client
+        self._table = table
+        self._interval = flush_interval_s
+        self._ttl_s = ttl_days * 86_400 if ttl_days is not None else None
+        self._pending: dict[str, Counter[str]] = {}
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    def record(self, campaign_id: str, status: str, error_code: str | None) -> None:
+        """Count one request's final outcome (call once, when its final record was written)."""
+        if status not in FINAL_STATUSES:
+            raise ValueError(
+                f"status {status!r} is not final: record only {SENT}, {FAILED} or {EXPIRED}, "
+                "once per request, after its final status was written"
+            )
+        check_campaign_id(campaign_id)
+        delta = self._pending.setdefault(campaign_id, Counter())
+        delta[status] += 1
+        if status == FAILED:
+            delta[error_key(error_code)] += 1
+
+    @property
+    def pending(self) -> dict[str, dict[str, int]]:
+        """The deltas not yet written, per campaign (a copy)."""
+        return {campaign: dict(delta) for campaign, delta in self._pending.items()}
+
+    async def flush(self) -> None:
+        """Write every pending delta: one ``UpdateItem`` per campaign. Raises
+        :class:`CountersFlushError` if some failed; those deltas are kept for the next flush."""
+        async with self._lock:
+            batch, self._pending = self._pending, {}
+            if not batch:
+                return
+            unwritten = dict(batch)
+            failures: dict[str, BaseException] = {}
+            gate = asyncio.Semaphore(_CONCURRENT_WRITES)
+
+            async def write(campaign: str, delta: Counter[str]) -> None:
+                async with gate:
+                    try:
+                        await self._write(campaign, delta)
+                    except Exception as exc:
+                        failures[campaign] = exc
+                        return
+                del unwritten[campaign]
+
+            try:
+                await asyncio.gather(*(write(c, d) for c, d in batch.items()))
+            finally:  # failed, or not known to be written (cancelled): keep for next time
+                for campaign, delta in unwritten.items():
+                    self._pending.setdefault(campaign, Counter()).update(delta)
+            if failures:
+                raise CountersFlushError(failures) from next(iter(failures.values()))
+
+    async def _write(self, campaign_id: str, delta: Counter[str]) -> None:
+        now = now_iso()
+        names = {"#u": "UpdatedAt", "#s": "StartedAt", "#t": "RecordType"}
+        values: dict[str, Any] = {":now": {"S": now}, ":type": {"S": RECORD_TYPE}}
+        sets = ["#u = :now", "#s = if_not_exists(#s, :now)", "#t = :type"]
+        if self._ttl_s is not None:
+            names["#e"] = "ExpiresAt"
+            values[":exp"] = {"N": str(int(time.time()) + self._ttl_s)}
+            sets.append("#e = :exp")
+        adds = []
+        for i, (attribute, count) in enumerate(sorted(delta.items())):
+            names[f"#a{i}"] = attribute
+            values[f":a{i}"] = {"N": str(count)}
+            adds.append(f"#a{i} :a{i}")
+        await self._client.update_item(
+            TableName=self._table,
+            Key={"RequestId": {"S": counter_key(campaign_id)}},
+            UpdateExpression=f"SET {', '.join(sets)} ADD {', '.join(adds)}",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    async def run(self) -> None:
+        """Flush every ``flush_interval_s`` until cancelled; a failed flush is logged and its
+        deltas are retried at the next one."""
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.flush()
+            except CountersFlushError as exc:
+                log.warning(
+                    "campaign_counters_flush_failed",
+                    campaigns=sorted(exc.failures),
+                    error=_describe(next(iter(exc.failures.values()))),
+                )
+
+    def start(self) -> None:
+        """Run :meth:`run` in a task of its own (``close`` stops it)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="campaign-counters")
+
+    async def close(self) -> None:
+        """Stop the flush loop (if started here) and write what is pending; idempotent.
+        Raises :class:`CountersFlushError` if that last flush fails (the counts are lost)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})
+            if not task.cancelled() and task.exception() is not None:
+                log.error("campaign_counters_loop_failed", error=repr(task.exception()))
+        try:
+            await self.flush()
+        except CountersFlushError as exc:
+            log.error(
+                "campaign_counters_lost",
+                campaigns=sorted(exc.failures),
+                error=_describe(next(iter(exc.failures.values()))),
+            )
+            raise
+
+    async def __aenter__(self) -> CampaignCounters:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignProgress:
+    """A campaign's counters as read (``found`` is False when there is no counter item)."""
+
+    campaign_id: str
+    found: bool = False
+    counts: dict[str, int] = field(default_factory=dict)  # SENT, FAILED, EXPIRED
+    errors: dict[str, int] = field(default_factory=dict)  # FAILED by error code or reason
+    expected: int | None = None
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def sent(self) -> int:
+        return self.counts.get(SENT, 0)
+
+    @property
+    def done(self) -> int:
+        """Requests that reached a final status (SENT, FAILED or EXPIRED)."""
+        return sum(self.counts.get(status, 0) for status in FINAL_STATUSES)
+
+    @classmethod
+    def from_item(cls, campaign_id: str, item: dict[str, Any]) -> CampaignProgress:
+        counts = {status: int(item.get(status) or 0) for status in (SENT, FAILED, EXPIRED)}
+        errors = {
+            key.removeprefix(ERROR_PREFIX): int(value)
+            for key, value in item.items()
+            if key.startswith(ERROR_PREFIX) and isinstance(value, int)
+        }
+        expected = item.get("Expected")
+        return cls(
+            campaign_id,
+            found=True,
+            counts=counts,
+            errors=errors,
+            expected=int(expected) if isinstance(expected, int) else None,
+            started_at=_parse_time(item.get("StartedAt")),
+            updated_at=_parse_time(item.get("UpdatedAt")),
+        )
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+async def read_campaign(client: Any, table: str, campaign_id: str) -> CampaignProgress:
+    """A campaign's progress: one (consistent) ``GetItem`` of its counter item."""
+    response = await client.get_item(
+        TableName=table, Key={"RequestId": {"S": counter_key(campaign_id)}}, ConsistentRead=True
+    )
+    item = response.get("Item")
+    if not item:
+        return CampaignProgress(campaign_id)
+    return CampaignProgress.from_item(campaign_id, decode_item(item))
+
+
+async def add_expected(client: Any, table: str, campaign_id: str, n: int) -> None:
+    """Add ``n`` to the campaign's ``Expected`` number of requests (a producer calls this for
+    what it enqueued; a negative ``n`` corrects an over-count)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise ValueError(f"n must be a whole number of requests, got {n!r}")
+    if n == 0:
+        return
+    await client.update_item(
+        TableName=table,
+        Key={"RequestId": {"S": counter_key(campaign_id)}},
+        UpdateExpression="SET #t = :type ADD #x :n",
+        ExpressionAttributeNames={"#t": "RecordType", "#x": "Expected"},
+        ExpressionAttributeValues={":type": {"S": RECORD_TYPE}, ":n": {"N": str(n)}},
+    )
