@@ -6,7 +6,7 @@ import socket
 from typing import Any
 
 import aiohttp
-from conftest import (
+from support import (
     Aws,
     Env,
     Sandbox,

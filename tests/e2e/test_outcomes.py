@@ -8,7 +8,8 @@ import time
 from typing import Any
 
 import pytest
-from conftest import (
+from structlog.testing import capture_logs
+from support import (
     Aws,
     Env,
     Sandbox,
@@ -20,7 +21,6 @@ from conftest import (
     table_items,
     wait_for,
 )
-from structlog.testing import capture_logs
 
 from worker.status.codec import encode_value
 

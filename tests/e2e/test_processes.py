@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (
+from support import (
     Aws,
     Env,
     Sandbox,

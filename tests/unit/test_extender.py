@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import Aws, Env, enqueue, request
+from support import Aws, Env, enqueue, request
 
 from worker.queue.acks import AckBatcher
 from worker.queue.extender import VisibilityExtender
