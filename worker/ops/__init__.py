@@ -1,1 +1,1 @@
-"""(being written)"""
+"""Operating the worker: ``sms-worker init | status | campaign`` and campaign counters."""

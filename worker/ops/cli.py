@@ -1,11 +1,41 @@
-"""Subcommands of sms-worker (being written)."""
+"""The operator's subcommands of ``sms-worker``: init, status, campaign."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from worker.ops import campaign, init, status
+
 
 def register(commands: Any) -> None:
-    """Add this module's subcommands to ``sms-worker``'s subparsers."""
-    _ = (commands, argparse)
+    """Add ``init``, ``status`` and ``campaign`` to ``sms-worker``'s subparsers."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "init",
+        help="create the queue, its dead-letter queue and the status table (idempotent)",
+        description="Create, or check and complete, the SQS queue with its dead-letter queue "
+        "NAME-dlq and redrive policy, and the DynamoDB status table with TTL on ExpiresAt and "
+        "point-in-time recovery, on the endpoint of the standard AWS chain. Running it again "
+        "changes nothing. Prints the settings to run the worker with.",
+    )
+    init.add_arguments(parser)
+    parser.set_defaults(handler=init.handle)
+
+    parser = commands.add_parser(
+        "status",
+        help="print one request's status record",
+        description="Print the status record of one request (one consistent GetItem). Phone "
+        "numbers are masked unless --show-personal-data is given. Exit 1 if there is none.",
+    )
+    status.add_arguments(parser)
+    parser.set_defaults(handler=status.handle)
+
+    parser = commands.add_parser(
+        "campaign",
+        help="show a campaign's progress (counts, rate, ETA)",
+        description="Show a campaign's outcome counts by status and error, done, expected and "
+        "remaining, sends per second and ETA, from its counter item (one GetItem per read). "
+        "The counts may trail the status records by about a second.",
+    )
+    campaign.add_arguments(parser)
+    parser.set_defaults(handler=campaign.handle)

@@ -1,0 +1,128 @@
+"""What the ops commands share: options, AWS clients, and errors turned into messages."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+)
+
+from worker.masking import mask_text
+
+TABLE_ENV = "SMS_WORKER_TABLE"
+
+
+class OpsError(Exception):
+    """A problem the user can fix; ``str()`` says what was wrong and what to do."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def add_region_option(parser: argparse.ArgumentParser) -> None:
+    # botocore reads AWS_DEFAULT_REGION and the profile but not AWS_REGION; take it here.
+    parser.add_argument(
+        "--region",
+        default=os.environ.get("AWS_REGION") or None,
+        help="AWS region [default: AWS_REGION, then AWS_DEFAULT_REGION or the profile's]",
+    )
+
+
+def add_table_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--table",
+        default=os.environ.get(TABLE_ENV) or None,
+        metavar="TABLE",
+        help=f"the DynamoDB status table [default: {TABLE_ENV}]",
+    )
+
+
+def require_table(args: argparse.Namespace) -> str:
+    table: str | None = args.table
+    if not table:
+        raise OpsError(
+            f"no status table given: pass --table NAME or set {TABLE_ENV} "
+            "(the table the workers write to)",
+            exit_code=2,
+        )
+    return table
+
+
+@asynccontextmanager
+async def aws_client(service: str, region: str | None) -> AsyncIterator[Any]:
+    """An aiobotocore client from the standard AWS chain (endpoints, credentials)."""
+    config = AioConfig(
+        connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 3}
+    )
+    kwargs: dict[str, Any] = {"region_name": region} if region else {}
+    try:
+        client_cm = get_session().create_client(service, config=config, **kwargs)
+        async with client_cm as client:
+            yield client
+    except NoRegionError:
+        raise OpsError(
+            "no AWS region is configured: pass --region or set AWS_REGION", exit_code=2
+        ) from None
+
+
+def explain_client_error(exc: ClientError, table: str | None = None) -> str:
+    error = exc.response.get("Error", {})
+    code, message = error.get("Code", "?"), error.get("Message", "")
+    operation = getattr(exc, "operation_name", "the call")
+    if code == "ResourceNotFoundException" and table:
+        return (
+            f"table {table!r} does not exist in this region and account ({operation}: "
+            f"{message}): check --table / {TABLE_ENV} and AWS_REGION, or create it with "
+            "'sms-worker init'"
+        )
+    if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
+        return (
+            f"{operation} was denied ({message}): grant this identity that permission on "
+            "the resource, or run with a role that has it"
+        )
+    if code in ("UnrecognizedClientException", "InvalidClientTokenId", "ExpiredTokenException"):
+        return f"{operation}: the AWS credentials were rejected ({code}): refresh them"
+    return f"{operation} failed: {code}: {message}"
+
+
+def run_command(main: Coroutine[Any, Any, int], *, table: str | None = None) -> int:
+    """Run one command's coroutine; a problem becomes a message on stderr and an exit code
+    (2: the invocation or configuration, 1: anything else)."""
+    try:
+        return asyncio.run(main)
+    except OpsError as exc:
+        return fail(str(exc), exc.exit_code)
+    except ClientError as exc:
+        return fail(explain_client_error(exc, table))
+    except NoCredentialsError:
+        return fail(
+            "no AWS credentials were found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or run with an instance or task role",
+            2,
+        )
+    except EndpointConnectionError as exc:
+        return fail(
+            f"could not connect to {exc.kwargs.get('endpoint_url')}: check the network, "
+            "the region, and AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE> if you set them"
+        )
+    except BotoCoreError as exc:
+        return fail(f"the AWS call failed: {exc}")
+
+
+def fail(message: str, exit_code: int = 1) -> int:
+    print(f"sms-worker: {mask_text(message)}", file=sys.stderr)
+    return exit_code
