@@ -42,23 +42,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("waitress").setLevel(logging.ERROR)
 
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import make_server
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     app = serialise_dynamodb(DomainDispatcherApplication(create_backend_app))
-    server = make_server(
-        args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
+    try:
+        import waitress.server
+    except ImportError:
+        return _serve_werkzeug(app, args.host, args.port)
+    # waitress keeps HTTP/1.1 connections alive, as AWS does; werkzeug's development server
+    # closes every connection after one response, so each client call would pay a new TCP
+    # connection (and aiohttp a resolver thread), which is not what production looks like.
+    server = waitress.server.create_server(
+        app,
+        host=args.host,
+        port=args.port,
+        threads=16,
+        ident="moto",
+        clear_untrusted_proxy_headers=True,
     )
-    port = server.server_port
+    port = server.effective_port
+    _ready(args.host, int(port))
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0
+
+
+def _ready(host: str, port: int) -> None:
     print(
-        json.dumps({"event": "moto_ready", "url": f"http://{args.host}:{port}", "port": port}),
+        json.dumps({"event": "moto_ready", "url": f"http://{host}:{port}", "port": port}),
         flush=True,
     )
+
+
+def _serve_werkzeug(app: WsgiApp, host: str, port: int) -> int:
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from werkzeug.serving import make_server
+
+    server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+    _ready(host, server.server_port)
 
     def stop(_signum: int, _frame: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
