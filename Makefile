@@ -31,6 +31,13 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
+## The benchmark: the worker against two boto3 baselines (about 15 minutes on 2 cores).
+## dynalite (a faster DynamoDB-compatible server) comes from npm when Node.js is present.
+bench: $(STAMP)
+	@if command -v npm >/dev/null && [ ! -x .bench-tools/node_modules/.bin/dynalite ]; then \
+		npm install --silent --no-audit --no-fund --prefix .bench-tools dynalite@4.0.0; fi
+	$(BIN)/python -m bench.run
+
 sandbox: $(STAMP)
 	$(BIN)/sms-worker sandbox
 
