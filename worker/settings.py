@@ -131,6 +131,15 @@ class Settings(BaseSettings):
     shutdown_hard_s: float = Field(
         5.0, gt=0, description="After the grace: most time to write statuses and flush acks."
     )
+    receive_linger_ms: int = Field(
+        50,
+        ge=0,
+        le=1_000,
+        description=(
+            "While other messages are held, how long a poller waits for more free slots "
+            "before receiving, so receives come in batches (0: receive at once)."
+        ),
+    )
     ack_flush_ms: int = Field(50, ge=1, le=5_000, description="Longest a delete waits to batch.")
     sent_batch_ms: int = Field(
         20,

@@ -36,6 +36,8 @@ class Consumer:
         cooldown: Cooldown,
         stopping: asyncio.Event,
         metrics: Metrics,
+        busy: Callable[[], bool] = lambda: False,
+        batch_linger_s: float = 0.05,
     ) -> None:
         self._client = client
         self._queue_url = queue_url
@@ -47,10 +49,21 @@ class Consumer:
         self._cooldown = cooldown
         self._stopping = stopping
         self._metrics = metrics
+        self._busy = busy
+        self._batch_linger_s = batch_linger_s
 
     async def _take_slots(self) -> int:
+        """Wait for a free slot, then take every free one up to 10. When the worker is busy
+        (other messages held), linger ``batch_linger_s`` for more slots to free up first:
+        otherwise a steady trickle of completions becomes one ReceiveMessage per message."""
         await self._slots.acquire()
-        taken = 1
+        taken = await self._grab(1)
+        if taken < MAX_BATCH and self._busy() and self._batch_linger_s > 0:
+            await asyncio.sleep(self._batch_linger_s)
+            taken = await self._grab(taken)
+        return taken
+
+    async def _grab(self, taken: int) -> int:
         while taken < MAX_BATCH and not self._slots.locked():
             await self._slots.acquire()  # free right now: returns without waiting
             taken += 1

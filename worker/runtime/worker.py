@@ -121,6 +121,8 @@ class Worker:
                 cooldown=self.cooldown,
                 stopping=self.stopping,
                 metrics=self.metrics,
+                busy=lambda: len(self._tasks) > 0,
+                batch_linger_s=s.receive_linger_ms / 1000,
             )
             pollers = {
                 asyncio.create_task(consumer.poll(i), name=f"poller-{i}") for i in range(s.pollers)
@@ -146,6 +148,8 @@ class Worker:
         stop = asyncio.create_task(self.stopping.wait())
         done, _ = await asyncio.wait({stop, *pollers}, return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()
+        if self.stopping.is_set():
+            return 0  # pollers end their loops on stop: that is not a crash
         for task in done - {stop}:
             exc = None if task.cancelled() else task.exception()
             log.error("poller_crashed", poller=task.get_name(), error=repr(exc))
