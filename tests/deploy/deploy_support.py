@@ -22,13 +22,12 @@ COMPOSE = ROOT / "docker-compose.yml"
 CAMPAIGN_CSV = ROOT / "deploy" / "compose" / "campaign.csv"
 CFN_TEMPLATE = ROOT / "deploy" / "cloudformation" / "sms-worker.yaml"
 K8S_DIR = ROOT / "deploy" / "kubernetes"
-README_SNIPPET = ROOT / "deploy" / "README-snippet.md"
 
 ENV_PREFIX = "SMS_WORKER_"
 # Subcommands written by others at the same time as the deployment files. A check that needs
 # one skips (saying why) while it is not registered; once all have landed, empty this set so
 # that a missing subcommand fails instead.
-PENDING_SUBCOMMANDS = frozenset({"enqueue", "init", "status", "campaign"})
+PENDING_SUBCOMMANDS: frozenset[str] = frozenset()  # every subcommand has landed
 
 
 def settings_env_names() -> set[str]:

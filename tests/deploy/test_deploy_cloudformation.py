@@ -290,7 +290,15 @@ def test_the_producer_policy_is_optional_and_only_sends(template: dict[str, Any]
         "Fn::Equals": [{"Ref": "CreateProducerPolicy"}, "true"]
     }
     document = resource["Properties"]["PolicyDocument"]
-    assert _grants(document) == {(None, "sqs:SendMessage", repr(QUEUE_ARN))}
+    assert _grants(document) == {
+        (None, "sqs:SendMessage", repr(QUEUE_ARN)),
+        (None, "dynamodb:UpdateItem", repr(TABLE_ARN)),
+    }
+    # ... and the table only for campaign counter items, never a request's record.
+    (counting,) = [st for st in document["Statement"] if st["Action"] == "dynamodb:UpdateItem"]
+    assert counting["Condition"] == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["campaign#*"]}
+    }
 
 
 def test_the_producer_policy_allows_exactly_the_calls_enqueue_makes() -> None:
@@ -299,7 +307,7 @@ def test_the_producer_policy_allows_exactly_the_calls_enqueue_makes() -> None:
     require_subcommand(build_parser(), "enqueue")
     modules = producer_modules()
     needed = iam_actions(modules)
-    assert set(needed) == {"sqs:SendMessage"}, needed
+    assert set(needed) == {"sqs:SendMessage", "dynamodb:UpdateItem"}, needed
 
 
 def test_the_task_role_has_the_worker_policy_and_nothing_else(template: dict[str, Any]) -> None:

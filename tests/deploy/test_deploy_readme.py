@@ -1,4 +1,4 @@
-"""deploy/README-snippet.md: the commands it shows work with the files they name."""
+"""README.md's Deploy section: the commands it shows work with the files they name."""
 
 from __future__ import annotations
 
@@ -9,14 +9,19 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import CFN_TEMPLATE, K8S_DIR, README_SNIPPET, ROOT, require_subcommand
+from deploy_support import CFN_TEMPLATE, K8S_DIR, ROOT, require_subcommand
 
 from worker.cli import build_parser
+
+README = ROOT / "README.md"
 
 
 @pytest.fixture(scope="module")
 def text() -> str:
-    return README_SNIPPET.read_text()
+    readme = README.read_text()
+    start = readme.index("\n## Deploy\n")
+    end = readme.index("\n## ", start + 1)
+    return readme[start + 1 : end]
 
 
 def _commands(text: str) -> list[list[str]]:

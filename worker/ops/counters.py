@@ -37,32 +37,23 @@ from types import TracebackType
 from typing import Any
 
 from worker.logs import get_logger
-from worker.model.messages import RULES
-from worker.model.rules import TOKEN_PATTERN
+from worker.ops.expected import (
+    KEY_PREFIX,
+    RECORD_TYPE,
+    add_expected,
+    check_campaign_id,
+    counter_key,
+)
 from worker.status.codec import decode_item
 from worker.status.store import EXPIRED, FAILED, FINAL_STATUSES, SENT, now_iso
 
-KEY_PREFIX = "campaign#"
 ERROR_PREFIX = "FAILED#"
-RECORD_TYPE = "campaign-counters"
 UNKNOWN_ERROR = "UNKNOWN"
-_CAMPAIGN_ID = re.compile(TOKEN_PATTERN)
 _ERROR_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
 _ERROR_KEY_MAX = 100
 _CONCURRENT_WRITES = 16
 
 log = get_logger("worker.ops.counters")
-
-
-def counter_key(campaign_id: str) -> str:
-    """The ``RequestId`` of a campaign's counter item."""
-    check_campaign_id(campaign_id)
-    return KEY_PREFIX + campaign_id
-
-
-def check_campaign_id(campaign_id: str) -> None:
-    if not isinstance(campaign_id, str) or _CAMPAIGN_ID.fullmatch(campaign_id) is None:
-        raise ValueError(f"campaign id {campaign_id!r} is not valid: {RULES['CampaignId']}")
 
 
 def error_key(error_code: str | None) -> str:
@@ -296,17 +287,4 @@ async def read_campaign(client: Any, table: str, campaign_id: str) -> CampaignPr
     return CampaignProgress.from_item(campaign_id, decode_item(item))
 
 
-async def add_expected(client: Any, table: str, campaign_id: str, n: int) -> None:
-    """Add ``n`` to the campaign's ``Expected`` number of requests (a producer calls this for
-    what it enqueued; a negative ``n`` corrects an over-count)."""
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise ValueError(f"n must be a whole number of requests, got {n!r}")
-    if n == 0:
-        return
-    await client.update_item(
-        TableName=table,
-        Key={"RequestId": {"S": counter_key(campaign_id)}},
-        UpdateExpression="SET #t = :type ADD #x :n",
-        ExpressionAttributeNames={"#t": "RecordType", "#x": "Expected"},
-        ExpressionAttributeValues={":type": {"S": RECORD_TYPE}, ":n": {"N": str(n)}},
-    )
+__all__ = ["KEY_PREFIX", "RECORD_TYPE", "add_expected", "check_campaign_id", "counter_key"]
