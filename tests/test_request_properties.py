@@ -394,5 +394,13 @@ def test_parser_agrees_with_the_independent_checker(data: dict[str, Any]) -> Non
     assert result.campaign_id == kept("CampaignId")
     for key in ("DestinationPhoneNumber", "MessageBody"):
         value = data.get(key)
-        if isinstance(value, str) and len(value) >= 6 and value not in FIXED_TEXT:
+        # An unknown key's name may be quoted (key names are not personal data); a value that
+        # happens to be spelled like one of the body's keys cannot be told apart from it.
+        named_keys = " ".join(k for k in data if isinstance(k, str))
+        if (
+            isinstance(value, str)
+            and len(value) >= 6
+            and value not in FIXED_TEXT
+            and value not in named_keys
+        ):
             assert value not in result.message  # never echo personal data
