@@ -16,12 +16,19 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
+import hypothesis
 import pytest
 from aiobotocore.session import get_session
 from support import Aws, Env, Sandbox
 
 from worker.devstack.stack import aws_env, moto_argv, sandbox_argv
 from worker.resources import ensure_resources
+
+# CI runs the property tests on a fixed seed, so a red build always reproduces; locally they
+# explore new examples each run.
+hypothesis.settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI"):
+    hypothesis.settings.load_profile("ci")
 
 LOG_DIR = Path(os.environ.get("SMS_WORKER_TEST_LOGS", "/tmp/sms-worker-test-logs"))
 
