@@ -92,6 +92,7 @@ def worker_env(scenario: Scenario, queue_url: str, table: str) -> dict[str, str]
         "SMS_WORKER_MAX_IN_FLIGHT": "64",
         "SMS_WORKER_LOG_FORMAT": "json",
         "SMS_WORKER_PROGRESS_INTERVAL_S": "0",
+        "SMS_WORKER_METRICS_PORT": "0",
     }
 
 
@@ -113,14 +114,14 @@ async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row
         for i in range(scenario.workers):
             log = (logs / f"{scenario.name}-{kind}-{i}.log").open("ab")
             stack.callback(log.close)
-            procs.append(
-                await asyncio.create_subprocess_exec(
-                    *contender_argv(kind, res.queue_url, res.table),
-                    env=env,
-                    stdout=asyncio.subprocess.DEVNULL,
-                    stderr=log,
-                )
+            proc = await asyncio.create_subprocess_exec(
+                *contender_argv(kind, res.queue_url, res.table),
+                env=env,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=log,
             )
+            procs.append(proc)
+            stack.push_async_callback(_reap, proc)
         http = await stack.enter_async_context(aiohttp.ClientSession())
         startup_cpu_s = sum([await settled_cpu(p.pid) for p in procs])
         started = time.monotonic()
@@ -139,6 +140,13 @@ async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row
             stats = await r.json()
         sends = await all_sends(http, servers.sandbox_url)
     return summarise(scenario, kind, drain_s, stats, sends, cpu_s, rss_mb, servers_cpu)
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    """Never leave a contender behind, whatever happened to the run."""
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
 
 
 async def settled_cpu(pid: int, timeout_s: float = 20.0) -> float:

@@ -132,7 +132,7 @@ class Settings(BaseSettings):
         5.0, gt=0, description="After the grace: most time to write statuses and flush acks."
     )
     receive_linger_ms: int = Field(
-        50,
+        250,
         ge=0,
         le=1_000,
         description=(
@@ -140,7 +140,9 @@ class Settings(BaseSettings):
             "before receiving, so receives come in batches (0: receive at once)."
         ),
     )
-    ack_flush_ms: int = Field(50, ge=1, le=5_000, description="Longest a delete waits to batch.")
+    ack_flush_ms: int = Field(
+        250, ge=1, le=5_000, description="Longest a delete or visibility change waits to batch."
+    )
     sent_batch_ms: int = Field(
         20,
         ge=0,

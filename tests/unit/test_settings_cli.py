@@ -85,3 +85,30 @@ async def test_aws_region_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
         clients = await open_clients(stack, settings)
         regions = {c.meta.region_name for c in (clients.sqs, clients.dynamodb, clients.sms)}
     assert regions == {"eu-west-3"}
+
+
+def test_a_busy_metrics_port_is_a_clear_configuration_error() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "SMS_WORKER_QUEUE_URL": QUEUE,
+            "SMS_WORKER_TABLE": "t",
+            "SMS_WORKER_METRICS_HOST": "127.0.0.1",
+            "SMS_WORKER_METRICS_PORT": str(port),
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "worker", "run"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    assert result.returncode == 2, result.stderr
+    assert "configuration_error" in result.stderr
+    assert "SMS_WORKER_METRICS_PORT" in result.stderr and "Traceback" not in result.stderr

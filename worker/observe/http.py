@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from worker.aws.clients import ConfigurationError
 from worker.logs import get_logger
 from worker.masking import mask_identity
 from worker.runtime.cooldown import Cooldown
@@ -161,7 +162,15 @@ class ObserveServer:
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise ConfigurationError(
+                f"cannot serve /metrics on {self._host}:{self._port}: {exc.strerror}; set "
+                "SMS_WORKER_METRICS_PORT (--metrics-port) to a free port, or 0 to turn the "
+                "endpoint off"
+            ) from None
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self._port

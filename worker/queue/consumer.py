@@ -20,6 +20,7 @@ from worker.runtime.metrics import Metrics
 log = get_logger(__name__)
 
 MAX_BATCH = 10
+LINGER_STEP_S = 0.025
 
 
 class Consumer:
@@ -54,13 +55,16 @@ class Consumer:
 
     async def _take_slots(self) -> int:
         """Wait for a free slot, then take every free one up to 10. When the worker is busy
-        (other messages held), linger ``batch_linger_s`` for more slots to free up first:
-        otherwise a steady trickle of completions becomes one ReceiveMessage per message."""
+        (other messages held, so it has work in hand), wait up to ``batch_linger_s`` for ten
+        slots: otherwise a steady trickle of completions becomes one ReceiveMessage per
+        message. An idle worker receives at once."""
         await self._slots.acquire()
         taken = await self._grab(1)
-        if taken < MAX_BATCH and self._busy() and self._batch_linger_s > 0:
-            await asyncio.sleep(self._batch_linger_s)
-            taken = await self._grab(taken)
+        if self._busy() and self._batch_linger_s > 0:
+            deadline = asyncio.get_running_loop().time() + self._batch_linger_s
+            while taken < MAX_BATCH and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(LINGER_STEP_S)
+                taken = await self._grab(taken)
         return taken
 
     async def _grab(self, taken: int) -> int:
