@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,14 @@ from typing import IO, Any
 
 from aiobotocore.session import get_session
 
-from worker.devstack.stack import ServerProcess, aws_env, moto_argv, sandbox_argv, start_server
+from worker.devstack.stack import (
+    ServerProcess,
+    aws_env,
+    free_port,
+    moto_argv,
+    sandbox_argv,
+    start_server,
+)
 
 DYNALITE = Path(__file__).resolve().parents[1] / ".bench-tools/node_modules/.bin/dynalite"
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -33,13 +39,6 @@ def proc_stats(pid: int) -> ProcStats:
         if line.startswith("VmHWM:"):
             peak_kb = int(line.split()[1])
     return ProcStats(cpu_s, peak_kb / 1024)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Servers:

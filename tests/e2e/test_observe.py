@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import aiohttp
@@ -18,12 +17,7 @@ from support import (
     wait_for,
 )
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from worker.devstack.stack import free_port
 
 
 async def get(http: aiohttp.ClientSession, url: str) -> tuple[int, str]:

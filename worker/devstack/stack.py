@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sys
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -64,6 +65,14 @@ async def start_server(
             process.kill()
             await process.wait()
         raise
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free right now, for servers that cannot be told to pick one (port 0)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def moto_argv() -> list[str]:

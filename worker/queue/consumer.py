@@ -85,7 +85,7 @@ class Consumer:
                     MaxNumberOfMessages=taken,
                     WaitTimeSeconds=self._wait_time_s,
                     VisibilityTimeout=self._visibility_timeout_s,
-                    MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
                 )
             except asyncio.CancelledError:
                 self._release_slots(taken)

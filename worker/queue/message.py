@@ -12,16 +12,13 @@ class QueueMessage:
     receipt_handle: str
     body: str
     receive_count: int
-    sent_timestamp_ms: int | None
 
     @classmethod
     def from_sqs(cls, raw: dict[str, Any]) -> QueueMessage:
         attributes = raw.get("Attributes") or {}
-        sent = attributes.get("SentTimestamp")
         return cls(
             message_id=str(raw["MessageId"]),
             receipt_handle=str(raw["ReceiptHandle"]),
             body=str(raw.get("Body", "")),
             receive_count=int(attributes.get("ApproximateReceiveCount") or 1),
-            sent_timestamp_ms=int(sent) if sent else None,
         )

@@ -33,8 +33,6 @@ class IdentityBucket:
         self._tat = clock()  # theoretical arrival time of the next token
         self._last_adjust = self._tat
         self._last_decrease = -1e18
-        self.waiting = 0
-        self.throttles = 0
 
     def _recover(self, now: float) -> None:
         if self.rate_mps < self.ceiling_mps:
@@ -63,16 +61,11 @@ class IdentityBucket:
         """Wait for a token; return the seconds waited."""
         delay = self.reserve()
         if delay > 0:
-            self.waiting += 1
-            try:
-                await asyncio.sleep(delay)
-            finally:
-                self.waiting -= 1
+            await asyncio.sleep(delay)
         return delay
 
     def on_throttle(self) -> None:
         """The provider said too fast: slow this identity down (once per window)."""
-        self.throttles += 1
         now = self._clock()
         self._recover(now)
         window = max(1.0, 2.0 / self.rate_mps)

@@ -46,7 +46,6 @@ class SentWriter:
         self._wakeup = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._batches: set[asyncio.Task[None]] = set()
-        self.batches_total = 0
 
     async def write(self, claim: Claim, info: RequestInfo, message_id: str, calls: int) -> None:
         """Return once the SENT record is durable; raises if it could not be written."""
@@ -115,7 +114,6 @@ class SentWriter:
             task.add_done_callback(self._batches.discard)
 
     async def _write(self, batch: list[_Pending]) -> None:
-        self.batches_total += 1
         remaining = {p.request_id: p for p in batch}
         started = time.monotonic()
         error: BaseException | None = None

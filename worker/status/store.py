@@ -84,10 +84,9 @@ class Existing:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """A final (or RETRYING) status to write for a claim."""
+    """A FAILED, RETRYING or EXPIRED status to write (SENT goes through SentWriter)."""
 
     status: str
-    message_id: str | None = None
     error_code: str | None = None
     error_reason: str | None = None
     error_message: str | None = None
@@ -168,7 +167,8 @@ class StatusStore:
     async def finish(
         self, claim: Claim, info: RequestInfo, outcome: Outcome, calls: int
     ) -> Existing | None:
-        """Write the outcome of a claim; returns the record instead if the lease was lost."""
+        """Write a claim's FAILED or RETRYING outcome, on the condition that the claim is still
+        ours; returns the record instead if the lease was lost. (SENT: see SentWriter.)"""
         now_ms = int(time.time() * 1000)
         sets, values = self._common(info, now_ms)
         sets += ["#Status = :status", "Attempts = :attempts"]
@@ -179,14 +179,7 @@ class StatusStore:
             ":sending": SENDING,
         }
         removes = ["#LeaseUntil"]
-        if outcome.status == SENT:
-            sets += ["SentAt = :now_iso"]
-            removes += ["ErrorCode", "ErrorReason", "ErrorMessage"]
-            if outcome.message_id is not None:
-                sets.append("MessageId = :message_id")
-                values[":message_id"] = outcome.message_id
-        else:
-            self._error_fields(outcome, sets, removes, values)
+        self._error_fields(outcome, sets, removes, values)
         expression = f"SET {', '.join(sets)} REMOVE {', '.join(removes)}"
         try:
             await self._update(
