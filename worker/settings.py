@@ -152,6 +152,18 @@ class Settings(BaseSettings):
             "widens the crash window by at most this (0: write each at once)."
         ),
     )
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        "auto",
+        description="The event loop of `run`: auto (uvloop when installed), uvloop, asyncio.",
+    )
+    fast_path: bool = Field(
+        True,
+        description=(
+            "Make the per-message calls (receive, claim, send, status write, delete) with the "
+            "lean signed JSON client instead of aiobotocore (same requests, a fraction of the "
+            "CPU); false sends every call through aiobotocore."
+        ),
+    )
     campaign_counters_flush_s: float = Field(
         1.0,
         ge=0,

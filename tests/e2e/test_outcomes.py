@@ -1,5 +1,6 @@
 """Every row of the contract's outcome table (§3), asserted on the status table, on the
-sandbox's record of sends, and on the queue."""
+sandbox's record of sends, and on the queue; on both transports of the hot path (the lean
+JSON client and aiobotocore), which must record the same things."""
 
 from __future__ import annotations
 
@@ -25,6 +26,13 @@ from support import (
 from worker.status.codec import encode_value
 
 FINAL = {"SENT", "FAILED", "EXPIRED"}
+
+
+@pytest.fixture(autouse=True, params=["lean", "aiobotocore"])
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run each test with the hot path on the lean client and on aiobotocore."""
+    monkeypatch.setenv("SMS_WORKER_FAST_PATH", "true" if request.param == "lean" else "false")
+    return str(request.param)
 
 
 async def settled(aws: Aws, env: Env, expected: set[str], *, statuses: set[str] = FINAL) -> Any:

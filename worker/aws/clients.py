@@ -30,6 +30,7 @@ class AwsClients:
     sqs: Any
     dynamodb: Any
     sms: Any
+    session: Any  # the aiobotocore session: credentials and configuration
 
 
 async def open_clients(stack: AsyncExitStack, settings: Settings) -> AwsClients:
@@ -78,4 +79,4 @@ async def open_clients(stack: AsyncExitStack, settings: Settings) -> AwsClients:
         raise ConfigurationError(
             "no AWS region is configured: set AWS_REGION (or a region in your AWS profile)"
         ) from None
-    return AwsClients(sqs=sqs, dynamodb=ddb, sms=sms)
+    return AwsClients(sqs=sqs, dynamodb=ddb, sms=sms, session=session)

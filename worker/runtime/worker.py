@@ -17,6 +17,7 @@ from contextlib import AsyncExitStack, suppress
 from typing import Any
 
 from worker.aws.clients import AwsClients, open_clients
+from worker.aws.hotpath import open_hot_path
 from worker.logs import get_logger
 from worker.observe.http import Observed, ObserveServer
 from worker.ops.counters import CampaignCounters, CountersFlushError
@@ -77,11 +78,14 @@ class Worker:
                 self.http_port = server.port
             clients = await open_clients(stack, s)
             max_receive_count = await self._max_receive_count(clients)
-            acks = AckBatcher(clients.sqs, s.queue_url, self.metrics, s.ack_flush_ms)
+            hot = await open_hot_path(
+                stack, s, clients.session, clients.sqs, clients.dynamodb, clients.sms
+            )
+            acks = AckBatcher(hot.sqs, s.queue_url, self.metrics, s.ack_flush_ms)
             await stack.enter_async_context(acks)
             self._extender = VisibilityExtender(acks, s.visibility_timeout_s)
             store = StatusStore(
-                clients.dynamodb, s.table, lease_s=s.lease_s, ttl_days=s.record_ttl_days
+                hot.dynamodb, s.table, lease_s=s.lease_s, ttl_days=s.record_ttl_days
             )
             counters = None
             if s.campaign_counters_flush_s > 0:
@@ -93,9 +97,9 @@ class Worker:
                 )
                 counters.start()
                 stack.push_async_callback(_close_counters, counters)
-            sent_writer = SentWriter(clients.dynamodb, s.table, s.sent_batch_ms)
+            sent_writer = SentWriter(hot.dynamodb, s.table, s.sent_batch_ms)
             await stack.enter_async_context(sent_writer)
-            sender = Sender(clients.sms, self.limiter, s, self.metrics)
+            sender = Sender(hot.sms, self.limiter, s, self.metrics)
             self._pipeline = Pipeline(
                 s,
                 store=store,
@@ -111,7 +115,7 @@ class Worker:
                 max_receive_count=max_receive_count,
             )
             consumer = Consumer(
-                clients.sqs,
+                hot.sqs,
                 s.queue_url,
                 wait_time_s=s.wait_time_s,
                 visibility_timeout_s=s.visibility_timeout_s,

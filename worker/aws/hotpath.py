@@ -1,0 +1,142 @@
+"""The clients the per-message path calls: lean JSON clients, or the aiobotocore ones.
+
+With ``fast_path`` on (the default), the calls a message costs (receive, claim, send, status
+write, delete, visibility change) go through :class:`~worker.aws.jsonapi.JsonApiClient`, each
+configured from the aiobotocore client it stands in for; everything else (start-up checks,
+``init``, ``status``, the producer) stays on aiobotocore. With it off, these adapters are not
+used and the aiobotocore clients serve every call. Both paths run the same tests.
+"""
+
+from __future__ import annotations
+
+import ssl
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from botocore.httpsession import get_cert_path
+
+from worker.aws.jsonapi import JsonApiClient
+from worker.settings import Settings
+
+
+class _Adapter:
+    def __init__(self, api: JsonApiClient) -> None:
+        self.api = api
+
+
+class DynamoDBCalls(_Adapter):
+    async def update_item(self, **params: Any) -> dict[str, Any]:
+        return await self.api.call("UpdateItem", params)
+
+    async def get_item(self, **params: Any) -> dict[str, Any]:
+        return await self.api.call("GetItem", params)
+
+    async def batch_write_item(self, **params: Any) -> dict[str, Any]:
+        return await self.api.call("BatchWriteItem", params)
+
+
+class SqsCalls(_Adapter):
+    async def receive_message(self, **params: Any) -> dict[str, Any]:
+        return await self.api.call("ReceiveMessage", params)
+
+    async def delete_message_batch(self, **params: Any) -> dict[str, Any]:
+        return await self.api.call("DeleteMessageBatch", params)
+
+    async def change_message_visibility_batch(self, **params: Any) -> dict[str, Any]:
+        return await self.api.call("ChangeMessageVisibilityBatch", params)
+
+
+class SmsCalls(_Adapter):
+    async def send_media_message(self, **params: Any) -> dict[str, Any]:
+        return await self.api.call("SendMediaMessage", params)
+
+
+@dataclass(frozen=True, slots=True)
+class HotPath:
+    sqs: Any
+    dynamodb: Any
+    sms: Any
+
+
+def _ssl_context(session: Any) -> ssl.SSLContext:
+    """Verify TLS as botocore does: ``AWS_CA_BUNDLE`` / ``ca_bundle``, else its bundle."""
+    bundle = session.get_config_variable("ca_bundle")
+    return ssl.create_default_context(cafile=get_cert_path(bundle or True))
+
+
+def lean_client(
+    client: Any,
+    http: aiohttp.ClientSession,
+    credentials: Any,
+    *,
+    read_timeout_s: float,
+    max_attempts: int,
+) -> JsonApiClient:
+    """A :class:`JsonApiClient` that makes the requests ``client`` (aiobotocore) would."""
+    meta = client.meta
+    model = meta.service_model
+    if model.protocol != "json":
+        raise ValueError(f"{model.service_name} speaks {model.protocol}, not AWS JSON")
+    return JsonApiClient(
+        http,
+        endpoint_url=meta.endpoint_url,
+        region=meta.region_name,
+        signing_name=model.signing_name,
+        target_prefix=model.metadata["targetPrefix"],
+        json_version=model.metadata["jsonVersion"],
+        query_compatible=model.is_query_compatible,
+        check_crc32=model.service_name == "dynamodb",
+        credentials=credentials,
+        service_model=model,
+        read_timeout_s=read_timeout_s,
+        max_attempts=max_attempts,
+    )
+
+
+async def open_hot_path(
+    stack: AsyncExitStack, settings: Settings, session: Any, sqs: Any, dynamodb: Any, sms: Any
+) -> HotPath:
+    if not settings.fast_path:
+        return HotPath(sqs=sqs, dynamodb=dynamodb, sms=sms)
+    credentials = await session.get_credentials()
+    ssl_context = _ssl_context(session)
+    pool = settings.max_in_flight + settings.pollers + 10
+
+    async def http() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=pool, ssl=ssl_context, ttl_dns_cache=60)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout_s)
+        return await stack.enter_async_context(
+            aiohttp.ClientSession(
+                connector=connector,
+                timeout=timeout,
+                headers={"User-Agent": "sms-worker aiohttp"},
+                skip_auto_headers=("Content-Type",),
+            )
+        )
+
+    return HotPath(
+        sqs=SqsCalls(
+            lean_client(
+                sqs,
+                await http(),
+                credentials,
+                read_timeout_s=settings.wait_time_s + 10,
+                max_attempts=3,
+            )
+        ),
+        dynamodb=DynamoDBCalls(
+            lean_client(dynamodb, await http(), credentials, read_timeout_s=10, max_attempts=3)
+        ),
+        # One call per attempt: tenacity owns send retries (as with the aiobotocore client).
+        sms=SmsCalls(
+            lean_client(
+                sms,
+                await http(),
+                credentials,
+                read_timeout_s=settings.send_timeout_s,
+                max_attempts=1,
+            )
+        ),
+    )
