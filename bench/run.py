@@ -79,7 +79,12 @@ def request(n: int, identity: str) -> str:
 
 def contender_argv(kind: str, queue_url: str, table: str) -> list[str]:
     if kind == "worker":
-        return [sys.executable, "-m", "worker", "run"]
+        argv = [sys.executable, "-m", "worker", "run"]
+        profile_dir = os.environ.get("BENCH_PROFILE_DIR")
+        if profile_dir:  # a py-spy profile per worker (its CPU figures then include py-spy's)
+            out = Path(profile_dir) / f"worker-{int(time.time() * 1000)}.txt"
+            argv = ["py-spy", "record", "-r", "250", "-d", "40", "-f", "raw", "-o", str(out), "--", *argv]
+        return argv
     return [sys.executable, "-m", "bench.baselines", kind, queue_url, table]
 
 
