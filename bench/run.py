@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import platform
+import signal
 import sys
 import time
 from contextlib import AsyncExitStack
@@ -83,7 +84,7 @@ def contender_argv(kind: str, queue_url: str, table: str) -> list[str]:
         profile_dir = os.environ.get("BENCH_PROFILE_DIR")
         if profile_dir:  # a py-spy profile per worker (its CPU figures then include py-spy's)
             out = Path(profile_dir) / f"worker-{int(time.time() * 1000)}.txt"
-            argv = ["py-spy", "record", "-r", "250", "-d", "40", "-f", "raw", "-o", str(out), "--", *argv]
+            argv = ["py-spy", "record", "-r", "250", "-f", "raw", "-o", str(out), "--", *argv]
         return argv
     return [sys.executable, "-m", "bench.baselines", kind, queue_url, table]
 
@@ -139,7 +140,10 @@ async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row
         servers_cpu = servers.cpu_s()
         for proc in procs:
             if proc.returncode is None:
-                proc.terminate()
+                # py-spy writes its profile on SIGINT (and passes it on to the worker).
+                proc.send_signal(
+                    signal.SIGINT if os.environ.get("BENCH_PROFILE_DIR") else signal.SIGTERM
+                )
         await asyncio.gather(*(asyncio.wait_for(p.wait(), 60) for p in procs))
         async with http.get(f"{servers.sandbox_url}/_sandbox/stats") as r:
             stats = await r.json()

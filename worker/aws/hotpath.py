@@ -112,7 +112,11 @@ async def open_hot_path(
                 connector=connector,
                 timeout=timeout,
                 headers={"User-Agent": "sms-worker aiohttp"},
-                skip_auto_headers=("Content-Type",),
+                # Identity encoding: DynamoDB's CRC32 covers the bytes as sent, and small
+                # JSON answers gain nothing from gzip. No cookies: AWS APIs set none.
+                skip_auto_headers=("Content-Type", "Accept-Encoding"),
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         )
 
