@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from typing import Any
 
 import aiohttp
@@ -17,11 +18,13 @@ import pytest
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError, EndpointConnectionError
+from structlog.testing import capture_logs
 from support import Aws, Env, Sandbox
 
 from worker.aws.clients import SMS_SERVICE
-from worker.aws.hotpath import lean_client
-from worker.aws.jsonapi import JsonApiClient
+from worker.aws.hotpath import DynamoDBCalls, SqsCalls, lean_client, open_hot_path
+from worker.aws.jsonapi import JsonApiClient, endpoint_problem
+from worker.settings import Settings
 
 ONE_CALL = AioConfig(retries={"mode": "standard", "total_max_attempts": 1})
 
@@ -220,3 +223,75 @@ async def test_connection_refused_is_botocores_endpoint_connection_error(
             await unreachable.send_media_message(**params)
         with pytest.raises(EndpointConnectionError):
             await api.call("SendMediaMessage", params)
+
+
+async def test_a_corrupted_dynamodb_answer_is_retried_then_reported(
+    http: aiohttp.ClientSession,
+) -> None:
+    """DynamoDB's x-amz-crc32 covers the body; a mismatch is transient, as in botocore."""
+    from aiohttp import web
+
+    calls = 0
+
+    async def corrupt(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        return web.json_response({"Item": {}}, headers={"x-amz-crc32": "12345"})
+
+    app = web.Application()
+    app.router.add_post("/", corrupt)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        async with get_session().create_client(
+            "dynamodb", endpoint_url=f"http://127.0.0.1:{port}"
+        ) as ddb:
+            api = await lean(ddb, http, max_attempts=3)
+            with pytest.raises(ClientError) as failed:
+                await api.call("GetItem", {"TableName": "t", "Key": {"RequestId": {"S": "x"}}})
+    finally:
+        await runner.cleanup()
+    assert failed.value.response["Error"]["Code"] == "CrcMismatch"
+    assert calls == 3
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "problem"),
+    [
+        ("https://dynamodb.eu-west-1.amazonaws.com", None),
+        ("http://127.0.0.1:4566/", None),
+        ("http://gateway.internal/aws/dynamodb", "has a path"),
+        ("unix:///var/run/x", "not an http(s) URL"),
+    ],
+)
+def test_endpoint_problem(endpoint: str, problem: str | None) -> None:
+    found = endpoint_problem(endpoint)
+    assert (found is None) if problem is None else (problem in (found or ""))
+
+
+async def test_an_endpoint_with_a_path_stays_on_aiobotocore(servers: dict[str, str]) -> None:
+    settings = Settings(queue_url="http://127.0.0.1:9/q", table="t")
+    session = get_session()
+    async with AsyncExitStack() as stack:
+        sqs = await stack.enter_async_context(session.create_client("sqs"))
+        ddb = await stack.enter_async_context(session.create_client("dynamodb"))
+        sms = await stack.enter_async_context(
+            session.create_client(SMS_SERVICE, endpoint_url="http://127.0.0.1:9/gateway/sms")
+        )
+        with capture_logs() as logs:
+            hot = await open_hot_path(stack, settings, session, sqs, ddb, sms)
+        assert hot.sms is sms
+        assert isinstance(hot.sqs, SqsCalls) and isinstance(hot.dynamodb, DynamoDBCalls)
+        assert [e["event"] for e in logs] == ["fast_path_unavailable"]
+        off = await open_hot_path(
+            stack,
+            Settings(queue_url="http://127.0.0.1:9/q", table="t", fast_path=False),
+            session,
+            sqs,
+            ddb,
+            sms,
+        )
+        assert (off.sqs, off.dynamodb, off.sms) == (sqs, ddb, sms)

@@ -17,8 +17,11 @@ from typing import Any
 import aiohttp
 from botocore.httpsession import get_cert_path
 
-from worker.aws.jsonapi import JsonApiClient
+from worker.aws.jsonapi import JsonApiClient, endpoint_problem
+from worker.logs import get_logger
 from worker.settings import Settings
+
+log = get_logger(__name__)
 
 
 class _Adapter:
@@ -72,6 +75,7 @@ def lean_client(
     credentials: Any,
     *,
     read_timeout_s: float,
+    connect_timeout_s: float = 60.0,
     max_attempts: int,
 ) -> JsonApiClient:
     """A :class:`JsonApiClient` that makes the requests ``client`` (aiobotocore) would."""
@@ -91,6 +95,7 @@ def lean_client(
         credentials=credentials,
         service_model=model,
         read_timeout_s=read_timeout_s,
+        connect_timeout_s=connect_timeout_s,
         max_attempts=max_attempts,
     )
 
@@ -104,13 +109,22 @@ async def open_hot_path(
     ssl_context = _ssl_context(session)
     pool = settings.max_in_flight + settings.pollers + 10
 
-    async def http() -> aiohttp.ClientSession:
+    async def lean(
+        client: Any, adapter: type[_Adapter], read_timeout_s: float, max_attempts: int
+    ) -> Any:
+        problem = endpoint_problem(client.meta.endpoint_url)
+        if problem:
+            log.warning(
+                "fast_path_unavailable",
+                service=client.meta.service_model.service_name,
+                detail=problem,
+                action="this service's calls go through aiobotocore",
+            )
+            return client
         connector = aiohttp.TCPConnector(limit=pool, ssl=ssl_context, ttl_dns_cache=60)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout_s)
-        return await stack.enter_async_context(
+        http = await stack.enter_async_context(
             aiohttp.ClientSession(
                 connector=connector,
-                timeout=timeout,
                 headers={"User-Agent": "sms-worker aiohttp"},
                 # Identity encoding: DynamoDB's CRC32 covers the bytes as sent, and small
                 # JSON answers gain nothing from gzip. No cookies: AWS APIs set none.
@@ -119,28 +133,19 @@ async def open_hot_path(
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
         )
+        api = lean_client(
+            client,
+            http,
+            credentials,
+            read_timeout_s=read_timeout_s,
+            connect_timeout_s=settings.connect_timeout_s,
+            max_attempts=max_attempts,
+        )
+        return adapter(api)
 
     return HotPath(
-        sqs=SqsCalls(
-            lean_client(
-                sqs,
-                await http(),
-                credentials,
-                read_timeout_s=settings.wait_time_s + 10,
-                max_attempts=3,
-            )
-        ),
-        dynamodb=DynamoDBCalls(
-            lean_client(dynamodb, await http(), credentials, read_timeout_s=10, max_attempts=3)
-        ),
+        sqs=await lean(sqs, SqsCalls, settings.wait_time_s + 10, 3),
+        dynamodb=await lean(dynamodb, DynamoDBCalls, 10, 3),
         # One call per attempt: tenacity owns send retries (as with the aiobotocore client).
-        sms=SmsCalls(
-            lean_client(
-                sms,
-                await http(),
-                credentials,
-                read_timeout_s=settings.send_timeout_s,
-                max_attempts=1,
-            )
-        ),
+        sms=await lean(sms, SmsCalls, settings.send_timeout_s, 1),
     )

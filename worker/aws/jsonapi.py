@@ -87,6 +87,7 @@ class JsonApiClient:
         credentials: Any,
         service_model: Any,
         read_timeout_s: float,
+        connect_timeout_s: float,
         max_attempts: int,
         query_compatible: bool = False,
         check_crc32: bool = False,
@@ -94,6 +95,9 @@ class JsonApiClient:
         backoff_max_s: float = 5.0,
     ) -> None:
         url = URL(endpoint_url)
+        problem = endpoint_problem(endpoint_url)
+        if problem:
+            raise ValueError(problem)
         self._http = http
         self._url = url.with_path("/")
         self._proxy = _env_proxy(self._url)
@@ -105,7 +109,9 @@ class JsonApiClient:
         self._credentials = credentials
         self._service_model = service_model
         self._parser = JSONParser()
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_read=read_timeout_s)
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
+        )
         self._max_attempts = max(1, max_attempts)
         self._check_crc32 = check_crc32
         self._backoff_base_s = backoff_base_s
@@ -202,6 +208,16 @@ class JsonApiClient:
             # the top level, as botocore's endpoint adds them.
             parsed.update(self._parser.parse(response, error_shape))
         return _metadata(parsed, status, lower, attempt)
+
+
+def endpoint_problem(endpoint_url: str) -> str | None:
+    """Why this client cannot serve ``endpoint_url`` (it posts to ``/``), or None."""
+    url = URL(endpoint_url)
+    if url.scheme not in ("http", "https") or not url.host:
+        return f"endpoint {endpoint_url} is not an http(s) URL with a host"
+    if url.path not in ("", "/") or url.query_string:
+        return f"endpoint {endpoint_url} has a path; the lean client posts to /"
+    return None
 
 
 def _env_proxy(url: URL) -> URL | None:
