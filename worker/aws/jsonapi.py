@@ -94,10 +94,10 @@ class JsonApiClient:
         backoff_base_s: float = 0.05,
         backoff_max_s: float = 5.0,
     ) -> None:
-        url = URL(endpoint_url)
         problem = endpoint_problem(endpoint_url)
         if problem:
             raise ValueError(problem)
+        url = URL(endpoint_url)
         self._http = http
         self._url = url.with_path("/")
         self._proxy = _env_proxy(self._url)
@@ -116,10 +116,6 @@ class JsonApiClient:
         self._check_crc32 = check_crc32
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
-
-    @property
-    def endpoint_url(self) -> str:
-        return str(self._url)
 
     async def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         body = json.dumps(params, separators=(",", ":")).encode()
