@@ -2,8 +2,9 @@
 
 The servers run as child processes for the whole session (so their CPU is not the tests'),
 every test gets its own queue, dead-letter queue and table, and the sandbox is reset before
-each test. Nothing on the AWS path is mocked: the worker's real aiobotocore clients talk to
-these servers through the standard ``AWS_ENDPOINT_URL_*`` variables.
+each test. Nothing on the AWS path is mocked: the worker's real clients (aiobotocore, and the
+lean JSON client built from them for the hot path) talk to these servers through the standard
+``AWS_ENDPOINT_URL_*`` variables.
 """
 
 from __future__ import annotations
