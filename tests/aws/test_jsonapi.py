@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from structlog.testing import capture_logs
 from support import Aws, Env, Sandbox
 
-from worker.aws.clients import SMS_SERVICE
+from worker.aws.clients import SMS_SERVICE, AwsClients
 from worker.aws.hotpath import DynamoDBCalls, SqsCalls, lean_client, open_hot_path
 from worker.aws.jsonapi import JsonApiClient, endpoint_problem
 from worker.settings import Settings
@@ -281,17 +281,15 @@ async def test_an_endpoint_with_a_path_stays_on_aiobotocore(servers: dict[str, s
         sms = await stack.enter_async_context(
             session.create_client(SMS_SERVICE, endpoint_url="http://127.0.0.1:9/gateway/sms")
         )
+        clients = AwsClients(sqs=sqs, dynamodb=ddb, sms=sms, session=session)
         with capture_logs() as logs:
-            hot = await open_hot_path(stack, settings, session, sqs, ddb, sms)
+            hot = await open_hot_path(stack, settings, clients)
         assert hot.sms is sms
         assert isinstance(hot.sqs, SqsCalls) and isinstance(hot.dynamodb, DynamoDBCalls)
         assert [e["event"] for e in logs] == ["fast_path_unavailable"]
         off = await open_hot_path(
             stack,
             Settings(queue_url="http://127.0.0.1:9/q", table="t", fast_path=False),
-            session,
-            sqs,
-            ddb,
-            sms,
+            clients,
         )
         assert (off.sqs, off.dynamodb, off.sms) == (sqs, ddb, sms)

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 from botocore.httpsession import get_cert_path
 
+from worker.aws.clients import AwsClients
 from worker.aws.jsonapi import JsonApiClient, endpoint_problem
 from worker.logs import get_logger
 from worker.settings import Settings
@@ -75,8 +76,8 @@ def lean_client(
     credentials: Any,
     *,
     read_timeout_s: float,
-    connect_timeout_s: float = 60.0,
     max_attempts: int,
+    connect_timeout_s: float = 60.0,
 ) -> JsonApiClient:
     """A :class:`JsonApiClient` that makes the requests ``client`` (aiobotocore) would."""
     meta = client.meta
@@ -100,13 +101,13 @@ def lean_client(
     )
 
 
-async def open_hot_path(
-    stack: AsyncExitStack, settings: Settings, session: Any, sqs: Any, dynamodb: Any, sms: Any
-) -> HotPath:
+async def open_hot_path(stack: AsyncExitStack, settings: Settings, clients: AwsClients) -> HotPath:
+    """The hot path's clients; ``stack`` closes the lean clients' sessions (before the
+    aiobotocore clients, which were entered first)."""
     if not settings.fast_path:
-        return HotPath(sqs=sqs, dynamodb=dynamodb, sms=sms)
-    credentials = await session.get_credentials()
-    ssl_context = _ssl_context(session)
+        return HotPath(sqs=clients.sqs, dynamodb=clients.dynamodb, sms=clients.sms)
+    credentials = await clients.session.get_credentials()
+    ssl_context = _ssl_context(clients.session)
     pool = settings.max_in_flight + settings.pollers + 10
 
     async def lean(
@@ -144,8 +145,8 @@ async def open_hot_path(
         return adapter(api)
 
     return HotPath(
-        sqs=await lean(sqs, SqsCalls, settings.wait_time_s + 10, 3),
-        dynamodb=await lean(dynamodb, DynamoDBCalls, 10, 3),
+        sqs=await lean(clients.sqs, SqsCalls, settings.wait_time_s + 10, 3),
+        dynamodb=await lean(clients.dynamodb, DynamoDBCalls, 10, 3),
         # One call per attempt: tenacity owns send retries (as with the aiobotocore client).
-        sms=await lean(sms, SmsCalls, settings.send_timeout_s, 1),
+        sms=await lean(clients.sms, SmsCalls, settings.send_timeout_s, 1),
     )

@@ -78,9 +78,7 @@ class Worker:
                 self.http_port = server.port
             clients = await open_clients(stack, s)
             max_receive_count = await self._max_receive_count(clients)
-            hot = await open_hot_path(
-                stack, s, clients.session, clients.sqs, clients.dynamodb, clients.sms
-            )
+            hot = await open_hot_path(stack, s, clients)
             acks = AckBatcher(hot.sqs, s.queue_url, self.metrics, s.ack_flush_ms)
             await stack.enter_async_context(acks)
             self._extender = VisibilityExtender(acks, s.visibility_timeout_s)
