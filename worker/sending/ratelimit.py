@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 DEFAULT_KEY = "default"
 
@@ -24,15 +24,21 @@ class IdentityBucket:
     recovery_s = 30.0  # from the floor back to the ceiling, linearly
 
     def __init__(
-        self, ceiling_mps: float, burst_s: float, clock: Callable[[], float] = time.monotonic
+        self,
+        ceiling_mps: float,
+        burst_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.ceiling_mps = ceiling_mps
         self.rate_mps = ceiling_mps
         self._burst_s = burst_s
         self._clock = clock
+        self._sleep = sleep
         self._tat = clock()  # theoretical arrival time of the next token
         self._last_adjust = self._tat
         self._last_decrease = -1e18
+        self.epoch = 0  # changes when a decrease voids the slots handed out before it
 
     def _recover(self, now: float) -> None:
         if self.rate_mps < self.ceiling_mps:
@@ -58,11 +64,18 @@ class IdentityBucket:
         return max(0.0, tat - tolerance - now)
 
     async def acquire(self) -> float:
-        """Wait for a token; return the seconds waited."""
-        delay = self.reserve()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        return delay
+        """Wait for a token; return the seconds waited. A slot reserved before a decrease is
+        void when its time comes: the waiter takes a slot in the slower schedule instead."""
+        waited = 0.0
+        while True:
+            epoch = self.epoch
+            delay = self.reserve()
+            if delay <= 0:
+                return waited
+            await self._sleep(delay)
+            waited += delay
+            if self.epoch == epoch:
+                return waited
 
     def on_throttle(self) -> None:
         """The provider said too fast: slow this identity down (once per window)."""
@@ -74,8 +87,12 @@ class IdentityBucket:
         self._last_decrease = now
         floor = self.ceiling_mps * self.min_fraction
         self.rate_mps = max(floor, self.rate_mps * self.decrease_factor)
-        # Slots already handed out at the old rate are pushed back to the new spacing.
-        self._tat = max(self._tat, now) + 1.0 / self.rate_mps
+        # Void the slots handed out at the old rate (up to max_in_flight of them, seconds of
+        # sends at a pace the provider just refused): their waiters take new slots at the
+        # new spacing when they wake. Without this a decrease took effect only once the old
+        # schedule had drained, and workers sharing a quota kept a quarter of calls throttled.
+        self.epoch += 1
+        self._tat = now + 1.0 / self.rate_mps
 
 
 class RateLimiter:
@@ -86,17 +103,19 @@ class RateLimiter:
         limits_mps: Mapping[str, float],
         burst_s: float,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._limits = dict(limits_mps)
         self._burst_s = burst_s
         self._clock = clock
+        self._sleep = sleep
         self._buckets: dict[str, IdentityBucket] = {}
 
     def bucket(self, identity: str) -> IdentityBucket:
         bucket = self._buckets.get(identity)
         if bucket is None:
             ceiling = self._limits.get(identity, self._limits.get(DEFAULT_KEY, 20.0))
-            bucket = IdentityBucket(ceiling, self._burst_s, self._clock)
+            bucket = IdentityBucket(ceiling, self._burst_s, self._clock, self._sleep)
             self._buckets[identity] = bucket
         return bucket
 
