@@ -1,9 +1,11 @@
 """moto's server (SQS and DynamoDB) on a free local port, with atomic DynamoDB writes.
 
-moto's server handles each request on its own thread and its DynamoDB backend takes no lock, so
-two concurrent conditional writes to one item can both pass their condition. Real DynamoDB
-never allows that, and the worker's idempotent claim depends on it, so this launcher serialises
-DynamoDB requests (SQS requests, including 20 s long polls, stay concurrent).
+moto's server handles each request on its own thread and its backends take no lock. In
+DynamoDB two concurrent conditional writes to one item can both pass their condition; real
+DynamoDB never allows that, and the worker's idempotent claim depends on it. In SQS a delete
+rebuilds the queue's message list from a snapshot, so a concurrent delete or send can be undone
+(a deleted message comes back, a sent one is dropped). This launcher serialises DynamoDB
+requests, and SQS requests other than ``ReceiveMessage`` (20 s long polls stay concurrent).
 
 ``python -m worker.devstack.moto_server --port 0`` prints one JSON line
 ``{"event": "moto_ready", "url": ..., "port": ...}`` on stdout once it listens.
@@ -22,14 +24,19 @@ from typing import Any
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-def serialise_dynamodb(app: WsgiApp) -> WsgiApp:
-    lock = threading.Lock()
+def serialise_writes(app: WsgiApp) -> WsgiApp:
+    dynamodb, sqs = threading.Lock(), threading.Lock()
 
     def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
-            with lock:
-                return list(app(environ, start_response))
-        return app(environ, start_response)
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith("DynamoDB_"):
+            lock = dynamodb
+        elif target.startswith("AmazonSQS.") and target != "AmazonSQS.ReceiveMessage":
+            lock = sqs
+        else:
+            return app(environ, start_response)
+        with lock:
+            return list(app(environ, start_response))
 
     return wrapped
 
@@ -46,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    app = serialise_dynamodb(DomainDispatcherApplication(create_backend_app))
+    app = serialise_writes(DomainDispatcherApplication(create_backend_app))
     try:
         import waitress.server
     except ImportError:
