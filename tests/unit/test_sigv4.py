@@ -8,8 +8,9 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
+from botocore.credentials import ReadOnlyCredentials as Credentials
 
-from worker.aws.sigv4 import Credentials, SigV4Signer, canonical_host
+from worker.aws.sigv4 import SigV4Signer, canonical_host
 
 BODY = b'{"TableName":"t","Key":{"RequestId":{"S":"r-1"}}}'
 

@@ -137,8 +137,9 @@ class JsonApiClient:
     async def _frozen(self) -> Credentials:
         if self._credentials is None:
             raise NoCredentialsError()
-        frozen = await self._credentials.get_frozen_credentials()
-        return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+        # botocore's ReadOnlyCredentials, refreshed by its provider when they near expiry.
+        frozen: Credentials = await self._credentials.get_frozen_credentials()
+        return frozen
 
     async def _once(self, operation: str, body: bytes, attempt: int) -> dict[str, Any]:
         headers = {
@@ -154,7 +155,8 @@ class JsonApiClient:
             if zlib.crc32(raw) & 0xFFFFFFFF != expected:
                 error = {"Code": "CrcMismatch", "Message": "the response's CRC32 did not match"}
                 raise ClientError(
-                    _metadata({"Error": error}, status, response_headers, attempt), operation
+                    _metadata({"Error": error}, status, _lower(response_headers), attempt),
+                    operation,
                 )
         if status < 300:
             parsed: dict[str, Any] = json.loads(raw) if raw else {}
@@ -191,7 +193,7 @@ class JsonApiClient:
         self, operation: str, raw: bytes, status: int, headers: Any, attempt: int
     ) -> dict[str, Any]:
         """The error as botocore parses it (errors are rare: exactness beats speed here)."""
-        lower = {k.lower(): v for k, v in headers.items()}
+        lower = _lower(headers)
         response = {"status_code": status, "headers": lower, "body": raw}
         model = self._service_model
         parsed: dict[str, Any] = self._parser.parse(
@@ -228,8 +230,14 @@ def _env_proxy(url: URL) -> URL | None:
     return proxy
 
 
-def _metadata(parsed: dict[str, Any], status: int, headers: Any, attempt: int) -> dict[str, Any]:
-    lower = {k.lower(): v for k, v in headers.items()}
+def _lower(headers: Any) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def _metadata(
+    parsed: dict[str, Any], status: int, lower: dict[str, str], attempt: int
+) -> dict[str, Any]:
+    """``ResponseMetadata`` as botocore fills it (``lower``: the headers, lower-cased)."""
     metadata: dict[str, Any] = parsed.setdefault("ResponseMetadata", {})
     metadata |= {"HTTPStatusCode": status, "HTTPHeaders": lower, "RetryAttempts": attempt - 1}
     if "x-amzn-requestid" in lower:

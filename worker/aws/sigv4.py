@@ -11,17 +11,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Protocol
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 
 
-class Credentials(NamedTuple):
-    """Frozen credentials (botocore's ``ReadOnlyCredentials`` has the same fields)."""
+class Credentials(Protocol):
+    """Frozen credentials: botocore's ``ReadOnlyCredentials`` (or any object with these)."""
 
-    access_key: str
-    secret_key: str
-    token: str | None
+    @property
+    def access_key(self) -> str: ...
+
+    @property
+    def secret_key(self) -> str: ...
+
+    @property
+    def token(self) -> str | None: ...
 
 
 def _hmac(key: bytes, text: str) -> bytes:
