@@ -46,22 +46,23 @@ class IdentityBucket:
             self.rate_mps = min(self.ceiling_mps, self.rate_mps + step)
         self._last_adjust = now
 
+    def _wait_s(self, tat: float, now: float) -> float:
+        """How long the slot at ``tat`` waits from ``now``, less the burst tolerance."""
+        tolerance_s = max(0.0, self._burst_s * self.rate_mps - 1.0) / self.rate_mps
+        return max(0.0, tat - tolerance_s - now)
+
     def next_wait_s(self) -> float:
         """How long a request arriving now would wait for its token (reserves nothing)."""
         now = self._clock()
-        interval = 1.0 / self.rate_mps
-        tolerance = max(0.0, self._burst_s * self.rate_mps - 1.0) * interval
-        return max(0.0, max(self._tat, now) - tolerance - now)
+        return self._wait_s(max(self._tat, now), now)
 
     def reserve(self) -> float:
         """Take the next slot; return how long to wait for it (0 = now)."""
         now = self._clock()
         self._recover(now)
-        interval = 1.0 / self.rate_mps
-        tolerance = max(0.0, self._burst_s * self.rate_mps - 1.0) * interval
         tat = max(self._tat, now)
-        self._tat = tat + interval
-        return max(0.0, tat - tolerance - now)
+        self._tat = tat + 1.0 / self.rate_mps
+        return self._wait_s(tat, now)
 
     async def acquire(self) -> float:
         """Wait for a token; return the seconds waited. A slot reserved before a decrease is
@@ -103,19 +104,17 @@ class RateLimiter:
         limits_mps: Mapping[str, float],
         burst_s: float,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._limits = dict(limits_mps)
         self._burst_s = burst_s
         self._clock = clock
-        self._sleep = sleep
         self._buckets: dict[str, IdentityBucket] = {}
 
     def bucket(self, identity: str) -> IdentityBucket:
         bucket = self._buckets.get(identity)
         if bucket is None:
             ceiling = self._limits.get(identity, self._limits.get(DEFAULT_KEY, 20.0))
-            bucket = IdentityBucket(ceiling, self._burst_s, self._clock, self._sleep)
+            bucket = IdentityBucket(ceiling, self._burst_s, self._clock)
             self._buckets[identity] = bucket
         return bucket
 
