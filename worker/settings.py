@@ -125,6 +125,14 @@ class Settings(BaseSettings):
     lease_s: float = Field(
         60.0, gt=0, description="How long a claim (SENDING) keeps other workers off."
     )
+    dependency_unready_s: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "A dependency (DynamoDB, SQS, the SMS API) failing for longer than this makes "
+            "/readyz answer 503 until it answers again."
+        ),
+    )
     shutdown_grace_s: float = Field(
         25.0, ge=0, description="On SIGTERM: how long in-flight sends may finish."
     )

@@ -3,7 +3,9 @@
 ``/healthz`` answers 200 while the event loop turns (a heartbeat task stamps the time every
 second; a stalled loop cannot answer, a wedged one answers 503). ``/readyz`` answers 200 only
 when the worker has its clients and is receiving: not starting, not in an account-wide
-cool-down, not shutting down. Orchestrators restart on the first and route/scale on the second.
+cool-down, not shutting down, and no dependency (DynamoDB, SQS, the SMS API) failing for
+longer than ``dependency_unready_s``; it comes back by itself once the dependency answers.
+Orchestrators restart on the first and route/scale on the second.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from worker.aws.clients import ConfigurationError
+from worker.health import DEPENDENCIES, DependencyHealth
 from worker.logs import get_logger
 from worker.masking import mask_identity
 from worker.runtime.cooldown import Cooldown
@@ -36,6 +39,8 @@ class Observed:
     cooldown: Cooldown
     ready: asyncio.Event
     stopping: asyncio.Event
+    health: DependencyHealth
+    dependency_unready_s: float = 30.0
 
 
 def _line(name: str, value: float, labels: dict[str, str] | None = None) -> str:
@@ -99,8 +104,50 @@ def render(o: Observed) -> str:
             "Deliveries left alone because another worker held the claim.",
         ),
         ("sms_worker_cooldowns_total", o.cooldown.started_total, "Account-wide cool-downs."),
+        (
+            "sms_worker_store_errors_total",
+            m.store_errors,
+            "Status writes DynamoDB did not take (the message was handed back).",
+        ),
+        (
+            "sms_worker_kept_last_receive_total",
+            m.kept_last_receive,
+            "Hand-backs retried in the task because it was the queue's last allowed receive.",
+        ),
+        (
+            "sms_worker_sent_abandoned_total",
+            m.sent_abandoned,
+            "SENT records still held by a DynamoDB fault at the shutdown's hard deadline.",
+        ),
+        (
+            "sms_worker_unsettled_total",
+            m.unsettled,
+            "Messages the pipeline's backstop had to hand back (0 unless there is a bug).",
+        ),
     ):
         family(name, "counter", help_text, [_line(name, value)])
+    family(
+        "sms_worker_dependency_errors_total",
+        "counter",
+        "Calls a dependency did not answer usefully (connection, timeout, 5xx, throttling).",
+        [
+            _line("sms_worker_dependency_errors_total", o.health.errors_total(d), {"dependency": d})
+            for d in DEPENDENCIES
+        ],
+    )
+    family(
+        "sms_worker_dependency_failing_seconds",
+        "gauge",
+        "How long a dependency has been failing (0 when it answers).",
+        [
+            _line(
+                "sms_worker_dependency_failing_seconds",
+                round(o.health.failing_for_s(d), 3),
+                {"dependency": d},
+            )
+            for d in DEPENDENCIES
+        ],
+    )
     family(
         "sms_worker_in_flight",
         "gauge",
@@ -215,6 +262,7 @@ class ObserveServer:
             reasons.append("shutting_down")
         if self._o.cooldown.active:
             reasons.append(f"cooldown:{self._o.cooldown.reason}")
+        reasons += self._o.health.unready(self._o.dependency_unready_s)
         return _json({"ready": not reasons, "reasons": reasons}, 503 if reasons else 200)
 
 

@@ -1,9 +1,11 @@
 """Batched acknowledgements: ``DeleteMessageBatch`` and ``ChangeMessageVisibilityBatch``.
 
 An ack is queued synchronously (so it cannot be lost to the caller's cancellation) and sent
-in batches of up to 10, at the latest ``flush_ms`` after the first one waited. A failed entry
-is retried a few times when the failure was SQS's; otherwise it is logged and left: the message
-comes back, and the status record makes the redelivery a no-op.
+in batches of up to 10, at the latest ``flush_ms`` after the first one waited. A call SQS did
+not answer, or an entry that failed through SQS's fault, is retried with backoff for up to
+``retry_budget_s`` (SQS having a bad minute costs a delay, not a redelivery); an entry refused
+for the sender's fault (an expired receipt handle) is logged and left: the message comes back,
+and the status record makes the redelivery a no-op.
 """
 
 from __future__ import annotations
@@ -12,13 +14,17 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from worker.aws.errors import describe, is_unavailable
+from worker.backoff import compute_backoff_s
+from worker.health import SQS, DependencyHealth
 from worker.logs import get_logger
 from worker.runtime.metrics import Metrics
 
 log = get_logger(__name__)
 
 BATCH_MAX = 10
-ENTRY_RETRIES = 3
+BACKOFF_BASE_S = 0.2
+BACKOFF_MAX_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +35,19 @@ class _Ack:
 
 
 class AckBatcher:
-    def __init__(self, client: Any, queue_url: str, metrics: Metrics, flush_ms: int) -> None:
+    def __init__(
+        self,
+        client: Any,
+        queue_url: str,
+        metrics: Metrics,
+        flush_ms: int,
+        *,
+        health: DependencyHealth | None = None,
+        retry_budget_s: float = 30.0,
+    ) -> None:
         self._client = client
+        self._health = health or DependencyHealth()
+        self._retry_budget_s = retry_budget_s
         self._queue_url = queue_url
         self._metrics = metrics
         self._flush_s = flush_ms / 1000
@@ -103,8 +120,13 @@ class AckBatcher:
         task.add_done_callback(self._sends.discard)
 
     async def _send(self, batch: list[_Ack], is_delete: bool) -> None:
+        op = "delete" if is_delete else "change_visibility"
         remaining = batch
-        for attempt in range(1, ENTRY_RETRIES + 1):
+        deadline = asyncio.get_running_loop().time() + self._retry_budget_s
+        attempt = 0
+        while remaining:
+            attempt += 1
+            last = asyncio.get_running_loop().time() >= deadline
             entries = [
                 {"Id": str(i), "ReceiptHandle": a.receipt_handle}
                 | ({} if is_delete else {"VisibilityTimeout": a.visibility_s})
@@ -119,19 +141,26 @@ class AckBatcher:
                     response = await self._client.change_message_visibility_batch(
                         QueueUrl=self._queue_url, Entries=entries
                     )
-            except Exception as exc:  # the whole call failed (botocore already retried)
-                log.warning(
-                    "ack_batch_failed",
-                    op="delete" if is_delete else "change_visibility",
-                    entries=len(remaining),
-                    attempt=attempt,
-                    error=type(exc).__name__,
-                    detail=str(exc)[:200],
-                )
-                if attempt == ENTRY_RETRIES:
+            except Exception as exc:  # the whole call failed (the client already retried)
+                if is_unavailable(exc):
+                    self._health.failed(SQS, describe(exc))
+                if attempt == 1 or last:
+                    log.warning(
+                        "ack_batch_failed",
+                        op=op,
+                        entries=len(remaining),
+                        attempt=attempt,
+                        error=describe(exc),
+                        detail=str(exc)[:200],
+                        effect="given up: the messages come back and are skipped as duplicates"
+                        if last
+                        else "retried with backoff",
+                    )
+                if last or not is_unavailable(exc):
                     return
-                await asyncio.sleep(0.2 * attempt)
+                await asyncio.sleep(compute_backoff_s(attempt, BACKOFF_BASE_S, BACKOFF_MAX_S))
                 continue
+            self._health.ok(SQS)
             ok = len(response.get("Successful") or [])
             if is_delete:
                 self._metrics.deleted += ok
@@ -140,12 +169,12 @@ class AckBatcher:
             retry: list[_Ack] = []
             for failure in response.get("Failed") or []:
                 ack = remaining[int(failure["Id"])]
-                if not failure.get("SenderFault") and attempt < ENTRY_RETRIES:
+                if not failure.get("SenderFault") and not last:
                     retry.append(ack)
                     continue
                 log.warning(
                     "ack_failed",
-                    op="delete" if is_delete else "change_visibility",
+                    op=op,
                     sqs_message_id=ack.message_id,
                     error_code=failure.get("Code"),
                     detail=str(failure.get("Message", ""))[:200],
@@ -153,7 +182,6 @@ class AckBatcher:
                     if is_delete
                     else "the message keeps its current visibility",
                 )
-            if not retry:
-                return
             remaining = retry
-            await asyncio.sleep(0.2 * attempt)
+            if remaining:
+                await asyncio.sleep(compute_backoff_s(attempt, BACKOFF_BASE_S, BACKOFF_MAX_S))

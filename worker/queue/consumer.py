@@ -3,6 +3,10 @@
 Each poller takes one slot of the in-flight semaphore (waiting for it), then as many more as
 are free right now, up to 10, and asks SQS for exactly that many messages. Each message is
 handed on as soon as the batch arrives, so processing never waits for a batch to finish.
+
+While DynamoDB is failing every message would only be handed back (a receive burnt toward the
+dead-letter queue), so the pollers pause, letting one message through every
+``PROBE_INTERVAL_S`` as a probe; they resume in full as soon as DynamoDB answers again.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from worker.aws.errors import describe
+from worker.backoff import compute_backoff_s
+from worker.health import DYNAMODB, SQS, DependencyHealth
 from worker.logs import get_logger
-from worker.queue.acks import AckBatcher
 from worker.queue.message import QueueMessage
 from worker.runtime.cooldown import Cooldown
 from worker.runtime.metrics import Metrics
@@ -21,6 +27,7 @@ log = get_logger(__name__)
 
 MAX_BATCH = 10
 LINGER_STEP_S = 0.025
+PROBE_INTERVAL_S = 5.0
 
 
 class Consumer:
@@ -33,10 +40,10 @@ class Consumer:
         visibility_timeout_s: int,
         slots: asyncio.Semaphore,
         spawn: Callable[[QueueMessage], None],
-        acks: AckBatcher,
         cooldown: Cooldown,
         stopping: asyncio.Event,
         metrics: Metrics,
+        health: DependencyHealth | None = None,
         busy: Callable[[], bool] = lambda: False,
         batch_linger_s: float = 0.05,
     ) -> None:
@@ -46,29 +53,29 @@ class Consumer:
         self._visibility_timeout_s = visibility_timeout_s
         self._slots = slots
         self._spawn = spawn
-        self._acks = acks
         self._cooldown = cooldown
         self._stopping = stopping
         self._metrics = metrics
+        self._health = health or DependencyHealth()
         self._busy = busy
         self._batch_linger_s = batch_linger_s
 
-    async def _take_slots(self) -> int:
+    async def _take_slots(self, most: int = MAX_BATCH) -> int:
         """Wait for a free slot, then take every free one up to 10. When the worker is busy
         (other messages held, so it has work in hand), wait up to ``batch_linger_s`` for ten
         slots: otherwise a steady trickle of completions becomes one ReceiveMessage per
         message. An idle worker receives at once."""
         await self._slots.acquire()
-        taken = await self._grab(1)
+        taken = await self._grab(1, most)
         if self._busy() and self._batch_linger_s > 0:
             deadline = asyncio.get_running_loop().time() + self._batch_linger_s
-            while taken < MAX_BATCH and asyncio.get_running_loop().time() < deadline:
+            while taken < most and asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(LINGER_STEP_S)
-                taken = await self._grab(taken)
+                taken = await self._grab(taken, most)
         return taken
 
-    async def _grab(self, taken: int) -> int:
-        while taken < MAX_BATCH and not self._slots.locked():
+    async def _grab(self, taken: int, most: int) -> int:
+        while taken < most and not self._slots.locked():
             await self._slots.acquire()  # free right now: returns without waiting
             taken += 1
         return taken
@@ -78,7 +85,14 @@ class Consumer:
         failures = 0
         while not self._stopping.is_set():
             await self._cooldown.wait_clear(self._stopping)
-            taken = await self._take_slots()
+            most = MAX_BATCH
+            if self._health.failing(DYNAMODB):
+                await self._health.wait_recovered(DYNAMODB, PROBE_INTERVAL_S)
+                if self._health.failing(DYNAMODB):
+                    most = 1  # a probe: one message, whose claim tells whether DynamoDB is back
+            if self._stopping.is_set():
+                return
+            taken = await self._take_slots(most)
             try:
                 response = await self._client.receive_message(
                     QueueUrl=self._queue_url,
@@ -93,11 +107,12 @@ class Consumer:
             except Exception as exc:
                 self._release_slots(taken)
                 failures += 1
-                backoff_s = min(30.0, 0.5 * 2 ** min(failures, 6))
+                self._health.failed(SQS, describe(exc))
+                backoff_s = round(0.5 + compute_backoff_s(failures, 1.0, 30.0), 2)
                 log.error(
                     "receive_failed",
                     poller=poller,
-                    error=type(exc).__name__,
+                    error=describe(exc),
                     detail=str(exc)[:300],
                     retry_in_s=backoff_s,
                     action="check the queue URL, the SQS endpoint and the credentials",
@@ -105,16 +120,14 @@ class Consumer:
                 await asyncio.sleep(backoff_s)
                 continue
             failures = 0
+            self._health.ok(SQS)
             messages = [QueueMessage.from_sqs(raw) for raw in response.get("Messages") or []]
             self._release_slots(taken - len(messages))
             self._metrics.received += len(messages)
             for message in messages:
-                if self._stopping.is_set():
-                    # Arrived after shutdown began: hand it straight back.
-                    self._acks.change_visibility(message.message_id, message.receipt_handle, 0)
-                    self._slots.release()
-                else:
-                    self._spawn(message)
+                # Even one that arrives after shutdown began goes to the pipeline: it hands
+                # it straight back, minding the receive count (see Pipeline._hand_back).
+                self._spawn(message)
 
     def _release_slots(self, count: int) -> None:
         for _ in range(count):

@@ -39,6 +39,10 @@ class Metrics:
     throttled: int = 0
     in_flight: int = 0
     failed: Counter[str] = field(default_factory=Counter)  # by ErrorCode
+    store_errors: int = 0  # status writes DynamoDB did not take (the message handed back)
+    kept_last_receive: int = 0  # hand-backs retried in the task on the last allowed receive
+    sent_abandoned: int = 0  # SENT records still held at the shutdown's hard deadline
+    unsettled: int = 0  # messages the backstop had to hand back (always 0 unless a bug)
     send_latency_s: Histogram = field(default_factory=Histogram)
 
     def snapshot(self) -> dict[str, object]:

@@ -2,9 +2,11 @@
 
 Shutdown (first SIGTERM/SIGINT): stop receiving; hand back at once every message not yet
 claimed; let claimed sends finish within ``shutdown_grace_s``; then cancel what is left (a send
-between retries records RETRYING and is handed back; one inside a call keeps its claim and
-comes back after its visibility timeout); wait at most ``shutdown_hard_s`` for the shielded
-status writes and the acknowledgement flush; close the clients. A second signal skips the
+between retries records RETRYING and is handed back; one inside a call keeps its claim and is
+handed back for when its lease has passed); wait at most ``shutdown_hard_s`` for the shielded
+status writes (a SENT record still held by a DynamoDB fault is abandoned only then, and
+logged); flush the acknowledgements; stop the visibility extender last, so every message
+still held stays invisible until it is let go; close the clients. A second signal skips the
 grace period: nothing is lost, because SQS redelivers whatever was not deleted.
 """
 
@@ -18,6 +20,7 @@ from typing import Any
 
 from worker.aws.clients import AwsClients, open_clients
 from worker.aws.hotpath import open_hot_path
+from worker.health import DependencyHealth
 from worker.logs import get_logger
 from worker.observe.http import Observed, ObserveServer
 from worker.ops.counters import CampaignCounters, CountersFlushError
@@ -44,6 +47,7 @@ class Worker:
         self.settings = settings
         self.metrics = Metrics()
         self.cooldown = Cooldown(settings.cooldown_s)
+        self.health = DependencyHealth()
         self.limiter = RateLimiter(settings.rate_limits, settings.rate_burst_s)
         self.stopping = asyncio.Event()
         self.forced = asyncio.Event()
@@ -56,14 +60,15 @@ class Worker:
 
     # -- control ---------------------------------------------------------------------------
     def request_stop(self, reason: str = "signal") -> None:
-        """What a signal handler calls: the first asks for a graceful stop, the second forces."""
+        """What a signal handler calls: the first asks for a graceful stop, the second forces.
+        The flag is set before anything is logged: a failing log stream cannot stop a stop."""
         if self.stopping.is_set():
             if not self.forced.is_set():
-                log.warning("shutdown_forced", reason=reason)
                 self.forced.set()
+                _log_quietly("shutdown_forced", reason=reason)
             return
-        log.info("shutdown_requested", reason=reason)
         self.stopping.set()
+        _log_quietly("shutdown_requested", reason=reason)
 
     # -- run -------------------------------------------------------------------------------
     async def run(self) -> int:
@@ -71,7 +76,13 @@ class Worker:
         async with AsyncExitStack() as stack:
             if s.metrics_port:
                 observed = Observed(
-                    self.metrics, self.limiter, self.cooldown, self.ready, self.stopping
+                    self.metrics,
+                    self.limiter,
+                    self.cooldown,
+                    self.ready,
+                    self.stopping,
+                    self.health,
+                    s.dependency_unready_s,
                 )
                 server = ObserveServer(observed, s.metrics_host, s.metrics_port)
                 await stack.enter_async_context(server)
@@ -79,11 +90,22 @@ class Worker:
             clients = await open_clients(stack, s)
             max_receive_count = await self._max_receive_count(clients)
             hot = await open_hot_path(stack, s, clients)
-            acks = AckBatcher(hot.sqs, s.queue_url, self.metrics, s.ack_flush_ms)
+            acks = AckBatcher(
+                hot.sqs,
+                s.queue_url,
+                self.metrics,
+                s.ack_flush_ms,
+                health=self.health,
+                retry_budget_s=s.visibility_timeout_s / 2,
+            )
             await stack.enter_async_context(acks)
             self._extender = VisibilityExtender(acks, s.visibility_timeout_s)
             store = StatusStore(
-                hot.dynamodb, s.table, lease_s=s.lease_s, ttl_days=s.record_ttl_days
+                hot.dynamodb,
+                s.table,
+                lease_s=s.lease_s,
+                ttl_days=s.record_ttl_days,
+                health=self.health,
             )
             counters = None
             if s.campaign_counters_flush_s > 0:
@@ -95,9 +117,9 @@ class Worker:
                 )
                 counters.start()
                 stack.push_async_callback(_close_counters, counters)
-            sent_writer = SentWriter(hot.dynamodb, s.table, s.sent_batch_ms)
+            sent_writer = SentWriter(hot.dynamodb, s.table, s.sent_batch_ms, health=self.health)
             await stack.enter_async_context(sent_writer)
-            sender = Sender(hot.sms, self.limiter, s, self.metrics)
+            sender = Sender(hot.sms, self.limiter, s, self.metrics, health=self.health)
             self._pipeline = Pipeline(
                 s,
                 store=store,
@@ -109,6 +131,7 @@ class Worker:
                 extender=self._extender,
                 cooldown=self.cooldown,
                 metrics=self.metrics,
+                health=self.health,
                 stopping=self.stopping,
                 max_receive_count=max_receive_count,
             )
@@ -119,8 +142,8 @@ class Worker:
                 visibility_timeout_s=s.visibility_timeout_s,
                 slots=self._slots,
                 spawn=self._spawn,
-                acks=acks,
                 cooldown=self.cooldown,
+                health=self.health,
                 stopping=self.stopping,
                 metrics=self.metrics,
                 busy=lambda: len(self._tasks) > 0,
@@ -129,10 +152,8 @@ class Worker:
             pollers = {
                 asyncio.create_task(consumer.poll(i), name=f"poller-{i}") for i in range(s.pollers)
             }
-            background = {
-                asyncio.create_task(self._progress_loop(), name="progress"),
-                asyncio.create_task(self._extender.run(), name="visibility-extender"),
-            }
+            progress = asyncio.create_task(self._progress_loop(), name="progress")
+            extender = asyncio.create_task(self._extender.run(), name="visibility-extender")
             log.info(
                 "started",
                 pollers=s.pollers,
@@ -142,7 +163,7 @@ class Worker:
             )
             self.ready.set()
             exit_code = await self._wait_for_stop(pollers)
-            await self._shutdown(pollers | background, acks)
+            await self._shutdown(pollers | {progress}, acks, sent_writer, extender)
         log.info("shutdown_finished", **self.metrics.snapshot())
         return exit_code
 
@@ -186,6 +207,7 @@ class Worker:
         task.add_done_callback(self._reap)
 
     def _reap(self, task: asyncio.Task[None]) -> None:
+        # The message itself was settled by the pipeline (its ``finally`` sees to it).
         self._tasks.pop(task, None)
         self.metrics.in_flight -= 1
         self._slots.release()
@@ -217,7 +239,13 @@ class Worker:
             last_sent, last_t = sent, now
 
     # -- shutdown --------------------------------------------------------------------------
-    async def _shutdown(self, loops: set[asyncio.Task[Any]], acks: AckBatcher) -> None:
+    async def _shutdown(
+        self,
+        loops: set[asyncio.Task[Any]],
+        acks: AckBatcher,
+        sent_writer: SentWriter,
+        extender: asyncio.Task[None],
+    ) -> None:
         s = self.settings
         waiting = [t for t, h in self._tasks.items() if h.phase is Phase.WAITING]
         log.info(
@@ -230,25 +258,33 @@ class Worker:
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
         for task in waiting:
-            task.cancel()  # released at once: visibility 0
+            task.cancel()  # handed back at once: visibility 0
         await self._wait_tasks(s.shutdown_grace_s)
-        hard_s = 1.0 if self.forced.is_set() else s.shutdown_hard_s
+        deadline = time.monotonic() + (1.0 if self.forced.is_set() else s.shutdown_hard_s)
         if self._tasks:
             log.warning("shutdown_cancelling", in_flight=len(self._tasks))
             for task in list(self._tasks):
                 task.cancel()
-            await asyncio.wait(list(self._tasks), timeout=hard_s)
+            await asyncio.wait(list(self._tasks), timeout=max(0.0, deadline - time.monotonic()))
         assert self._pipeline is not None
-        if self._pipeline.concluding:
-            await asyncio.wait(list(self._pipeline.concluding), timeout=hard_s)
+        concluding = self._pipeline.concluding
+        if concluding:
+            await asyncio.wait(list(concluding), timeout=max(0.0, deadline - time.monotonic()))
+        if concluding:
+            # The hard deadline: SENT records still held by a DynamoDB fault are given up
+            # (logged with their count); their conclusions then end at once.
+            sent_writer.abandon()
+            await asyncio.wait(list(concluding), timeout=1.0)
         try:
-            await asyncio.wait_for(acks.close(), timeout=hard_s)
+            await asyncio.wait_for(acks.close(), timeout=max(1.0, deadline - time.monotonic()))
         except TimeoutError:
             log.error(
                 "ack_flush_timeout",
                 pending=acks.pending,
                 effect="those messages will be delivered again and skipped as duplicates",
             )
+        extender.cancel()
+        await asyncio.gather(extender, return_exceptions=True)
 
     async def _wait_tasks(self, grace_s: float) -> None:
         deadline = time.monotonic() + grace_s
@@ -265,6 +301,12 @@ class Worker:
                 )
         finally:
             forced.cancel()
+
+
+def _log_quietly(event: str, **fields: Any) -> None:
+    """Log, but never raise: a broken log pipe must not change what the worker does."""
+    with suppress(Exception):
+        log.info(event, **fields)
 
 
 async def _close_counters(counters: CampaignCounters) -> None:

@@ -2,9 +2,12 @@
 
 Transient errors (throttling, 5xx, connection errors, timeouts) are retried with exponential
 backoff and full jitter, within an attempt budget and a total time budget that both sit well
-inside the claim's lease. Every call waits for a token of its origination identity, and a
-throttle slows that identity down for every task. botocore's own retries are off for this
-client (see :mod:`worker.aws.clients`), so the two layers don't multiply.
+inside the claim's lease. The lease also bounds the waits for a rate-limit token between
+retries: no call starts that could still be running when the lease ends (``deadline``), so
+another worker can never claim a request whose call is still in flight here. Every call waits
+for a token of its origination identity, and a throttle slows that identity down for every
+task. botocore's own retries are off for this client (see :mod:`worker.aws.clients`), so the
+two layers don't multiply.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -23,6 +27,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from worker.aws.errors import describe, http_status
+from worker.health import SMS, DependencyHealth
 from worker.logs import get_logger
 from worker.runtime.metrics import Metrics
 from worker.sending.errors import ErrorKind, SendError, classify
@@ -59,15 +65,25 @@ class _CallFailed(Exception):
         self.error = error
 
 
+class _LeaseSpent(Exception):
+    """No further call fits in the claim's lease (token wait included)."""
+
+
 def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, _CallFailed) and exc.error.kind is ErrorKind.TRANSIENT
 
 
 class Sender:
     def __init__(
-        self, client: Any, limiter: RateLimiter, settings: Settings, metrics: Metrics
+        self,
+        client: Any,
+        limiter: RateLimiter,
+        settings: Settings,
+        metrics: Metrics,
+        health: DependencyHealth | None = None,
     ) -> None:
         self._client = client
+        self._health = health or DependencyHealth()
         self._limiter = limiter
         self._settings = settings
         self._metrics = metrics
@@ -80,8 +96,12 @@ class Sender:
         *,
         first_token_held: bool,
         progress: SendProgress | None = None,
+        deadline: float | None = None,
     ) -> SendResult:
-        """Send with retries; never raises for a send error (only for cancellation)."""
+        """Send with retries; never raises for a send error (only for cancellation).
+
+        ``deadline`` (``time.monotonic()``): when the claim's lease ends. A retry whose token
+        wait and call could not both end before it is not made; the last error stands."""
         s = self._settings
         bucket = self._limiter.bucket(identity)
         state = progress if progress is not None else SendProgress()
@@ -90,7 +110,16 @@ class Sender:
         async def call_once() -> str:
             nonlocal latency_ms
             if state.calls > 0 or not first_token_held:
-                await bucket.acquire()
+                budget_s = None
+                if deadline is not None:
+                    budget_s = deadline - time.monotonic() - self._call_deadline_s
+                    if budget_s <= 0:
+                        raise _LeaseSpent
+                try:
+                    async with asyncio.timeout(budget_s):
+                        await bucket.acquire()
+                except TimeoutError:
+                    raise _LeaseSpent from None
             state.calls += 1
             state.in_call = True
             self._metrics.send_calls += 1
@@ -100,6 +129,7 @@ class Sender:
                     response = await self._client.send_media_message(**params)
             except Exception as exc:
                 state.in_call = False
+                self._observe(exc)
                 error = classify(exc)
                 if error is None:
                     raise
@@ -114,6 +144,7 @@ class Sender:
                 latency_ms = elapsed_s * 1000
                 self._metrics.send_latency_s.observe(elapsed_s)
             state.in_call = False
+            self._health.ok(SMS)
             return str(response["MessageId"])
 
         def before_sleep(state: RetryCallState) -> None:
@@ -141,4 +172,18 @@ class Sender:
             message_id: str = await retrying(call_once)
         except _CallFailed as failed:
             return SendResult(None, failed.error, state.calls, latency_ms)
+        except _LeaseSpent:
+            log.info("send_retry_stopped", reason="lease", calls=state.calls)
+            error = state.last_error or SendError(
+                ErrorKind.TRANSIENT, "LeaseSpent", None, "no call fitted in the claim's lease"
+            )
+            return SendResult(None, error, state.calls, latency_ms)
         return SendResult(message_id, None, state.calls, latency_ms)
+
+    def _observe(self, exc: Exception) -> None:
+        """The SMS API answered (any 4xx, throttling included) or it did not (no connection,
+        a timeout, 5xx)."""
+        if isinstance(exc, ClientError) and http_status(exc) < 500:
+            self._health.ok(SMS)
+        else:
+            self._health.failed(SMS, describe(exc))

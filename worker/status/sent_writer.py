@@ -1,4 +1,4 @@
-"""Write SENT records in batches, off the send path's round trips.
+"""Write SENT records in batches, off the send path's round trips, and never drop one.
 
 A SENT outcome needs no condition to be safe: the provider accepted the message, so SENT is
 the truth whatever the record says now (a worker whose lease lapsed and who also sent finds
@@ -7,7 +7,14 @@ items (the claim's record plus the outcome) with ``BatchWriteItem``, up to 25 a 
 DynamoDB call for many sends instead of one each. Every other outcome keeps its conditional
 ``UpdateItem``.
 
-The price is the crash window: a SENT record waits at most ``linger_ms`` for its batch, so a
+The provider's acceptance is the one fact that cannot be had again, so a SENT record is held
+until DynamoDB takes it: a failed call or ``UnprocessedItems`` is retried with capped
+exponential backoff and full jitter for as long as it takes (DynamoDB down for an hour means
+an hour of retries, with the message kept invisible by its live task). Only ``abandon`` (the
+shutdown's hard deadline) gives up on what is still held; it logs how many, and those requests
+fall in the documented crash window (claimed again after their lease, and sent again).
+
+The other price is the linger: a SENT record waits at most ``linger_ms`` for its batch, so a
 worker killed in that time resends those requests. ``linger_ms = 0`` writes each record at
 once (a batch still forms while a call is in flight). The message is deleted only once its
 record is durable, so an acknowledged request always has its final status.
@@ -20,6 +27,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from worker.aws.errors import describe, is_unavailable
+from worker.backoff import compute_backoff_s
+from worker.health import DYNAMODB, DependencyHealth
 from worker.logs import get_logger
 from worker.status.codec import encode_value
 from worker.status.store import SENT, Claim, RequestInfo, now_iso
@@ -27,7 +37,13 @@ from worker.status.store import SENT, Claim, RequestInfo, now_iso
 log = get_logger(__name__)
 
 BATCH_MAX = 25
-ATTEMPTS = 5
+BACKOFF_BASE_S = 0.05
+BACKOFF_MAX_S = 5.0
+LOG_EVERY_ATTEMPTS = 10  # while held: a log line on the first failure and every tenth
+
+
+class SentAbandoned(Exception):
+    """The shutdown's hard deadline came while this SENT record was still held."""
 
 
 @dataclass(slots=True)
@@ -38,9 +54,17 @@ class _Pending:
 
 
 class SentWriter:
-    def __init__(self, client: Any, table: str, linger_ms: int) -> None:
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        linger_ms: int,
+        health: DependencyHealth | None = None,
+    ) -> None:
         self._client = client
         self._table = table
+        self._health = health or DependencyHealth()
+        self._abandoned = asyncio.Event()
         self._linger_s = linger_ms / 1000
         self._pending: list[_Pending] = []
         self._wakeup = asyncio.Event()
@@ -48,7 +72,8 @@ class SentWriter:
         self._batches: set[asyncio.Task[None]] = set()
 
     async def write(self, claim: Claim, info: RequestInfo, message_id: str, calls: int) -> None:
-        """Return once the SENT record is durable; raises if it could not be written."""
+        """Return once the SENT record is durable; raises ``SentAbandoned`` only if the
+        shutdown's hard deadline came first."""
         now = now_iso()
         item = dict(claim.record)
         for attr in ("LeaseUntil", "ErrorCode", "ErrorReason", "ErrorMessage"):
@@ -78,13 +103,24 @@ class SentWriter:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def close(self) -> None:
+    def abandon(self) -> None:
+        """Give up on every record still held (the shutdown's hard deadline): each waiting
+        ``write`` raises ``SentAbandoned``; logged with the count."""
+        self._abandoned.set()
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Write what is queued; after ``grace_s`` abandon what is still held (the worker's
+        shutdown has normally waited for its records already, within its own deadline)."""
         if self._runner is not None:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
             self._runner = None
         while self._pending:
             self._dispatch()
+        if self._batches:
+            await asyncio.wait(list(self._batches), timeout=grace_s)
+        if self._batches:
+            self.abandon()
         while self._batches:
             await asyncio.gather(*list(self._batches), return_exceptions=True)
 
@@ -116,30 +152,59 @@ class SentWriter:
     async def _write(self, batch: list[_Pending]) -> None:
         remaining = {p.request_id: p for p in batch}
         started = time.monotonic()
-        error: BaseException | None = None
-        for attempt in range(1, ATTEMPTS + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             requests = [{"PutRequest": {"Item": p.item}} for p in remaining.values()]
             try:
                 response = await self._client.batch_write_item(RequestItems={self._table: requests})
-            except Exception as exc:  # botocore already retried the call itself
-                error = exc
+            except Exception as exc:  # the client already retried the call itself
+                if is_unavailable(exc):
+                    self._health.failed(DYNAMODB, describe(exc))
+                error = describe(exc)
             else:
+                self._health.ok(DYNAMODB)
                 unprocessed = response.get("UnprocessedItems", {}).get(self._table, [])
                 left = {r["PutRequest"]["Item"]["RequestId"]["S"] for r in unprocessed}
                 for request_id in list(remaining):
                     if request_id not in left:
                         remaining.pop(request_id).done.set_result(None)
                 if not remaining:
+                    if attempt > 1:
+                        log.info(
+                            "sent_write_recovered",
+                            items=len(batch),
+                            attempts=attempt,
+                            held_ms=round((time.monotonic() - started) * 1000),
+                        )
                     return
-                error = RuntimeError(f"{len(remaining)} items left unprocessed")
-            await asyncio.sleep(min(1.0, 0.05 * 2**attempt))
+                error = "UnprocessedItems"
+            if attempt == 1 or attempt % LOG_EVERY_ATTEMPTS == 0:
+                log.warning(
+                    "sent_write_held",
+                    items=len(remaining),
+                    attempt=attempt,
+                    error=error,
+                    held_ms=round((time.monotonic() - started) * 1000),
+                    effect="the sends were accepted; their records are retried until DynamoDB "
+                    "takes them, their messages kept invisible meanwhile",
+                )
+            delay_s = compute_backoff_s(attempt, BACKOFF_BASE_S, BACKOFF_MAX_S)
+            abandoned = asyncio.ensure_future(self._abandoned.wait())
+            try:
+                await asyncio.wait({abandoned}, timeout=delay_s)
+            finally:
+                abandoned.cancel()
+            if self._abandoned.is_set():
+                break
         log.error(
-            "sent_write_failed",
+            "sent_write_abandoned",
             items=len(remaining),
-            error=repr(error),
-            waited_ms=round((time.monotonic() - started) * 1000),
-            effect="their messages are left; after the lease they are claimed and sent again",
+            error=error,
+            held_ms=round((time.monotonic() - started) * 1000),
+            effect="the shutdown's hard deadline came first: these requests stay SENDING and "
+            "are sent again once their lease passes (the documented crash window)",
         )
         for pending in remaining.values():
             if not pending.done.done():
-                pending.done.set_exception(RuntimeError(f"SENT record not written: {error!r}"))
+                pending.done.set_exception(SentAbandoned(f"SENT record held, not written: {error}"))

@@ -12,12 +12,15 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from worker.aws.errors import CONDITION_FAILED, describe, error_code, is_unavailable
+from worker.health import DYNAMODB, DependencyHealth
 from worker.status.codec import decode_item, encode_value
 
 SENDING = "SENDING"
@@ -93,9 +96,18 @@ class Outcome:
 
 
 class StatusStore:
-    def __init__(self, client: Any, table: str, *, lease_s: float, ttl_days: int) -> None:
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        *,
+        lease_s: float,
+        ttl_days: int,
+        health: DependencyHealth | None = None,
+    ) -> None:
         self._client = client
         self._table = table
+        self._health = health or DependencyHealth()
         self._lease_ms = int(lease_s * 1000)
         self._ttl_s = ttl_days * 86_400
 
@@ -186,6 +198,8 @@ class StatusStore:
                 claim.request_id, expression, "LeaseToken = :token AND #Status = :sending", values
             )
         except _ConditionFailed as lost:
+            if _is_own_write(lost.record, claim.token, outcome.status):
+                return None  # a retried write that finds its own outcome: done, not lost
             return Existing(lost.record)
         return None
 
@@ -193,10 +207,16 @@ class StatusStore:
         """A final status reached before any call (invalid, expired), unless already final
         or claimed: then the existing record is returned and nothing is written."""
         now_ms = int(time.time() * 1000)
+        token = secrets.token_hex(8)
         sets, values = self._common(info, now_ms)
-        sets += ["#Status = :status", "Attempts = if_not_exists(Attempts, :zero)"]
+        sets += [
+            "#Status = :status",
+            "Attempts = if_not_exists(Attempts, :zero)",
+            "LeaseToken = :token",
+        ]
         values |= {
             ":status": outcome.status,
+            ":token": token,
             ":zero": 0,
             ":sending": SENDING,
             ":retrying": RETRYING,
@@ -208,14 +228,18 @@ class StatusStore:
         try:
             await self._update(info.request_id, expression, _CLAIMABLE, values)
         except _ConditionFailed as lost:
+            if _is_own_write(lost.record, token, outcome.status):
+                return None  # our own write, retried after its answer was lost
             return Existing(lost.record)
         return None
 
     async def get(self, request_id: str) -> dict[str, Any] | None:
-        response = await self._client.get_item(
-            TableName=self._table,
-            Key={"RequestId": {"S": request_id}},
-            ConsistentRead=True,
+        response = await self._observed(
+            self._client.get_item(
+                TableName=self._table,
+                Key={"RequestId": {"S": request_id}},
+                ConsistentRead=True,
+            )
         )
         item = response.get("Item")
         return decode_item(item) if item else None
@@ -249,18 +273,20 @@ class StatusStore:
         placeholders = set(_PLACEHOLDER.findall(update + " " + condition))
         used = {k: v for k, v in values.items() if k in placeholders}
         try:
-            response: dict[str, Any] = await self._client.update_item(
-                TableName=self._table,
-                Key={"RequestId": {"S": request_id}},
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={k: encode_value(v) for k, v in used.items()},
-                ReturnValues=return_values,
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            response: dict[str, Any] = await self._observed(
+                self._client.update_item(
+                    TableName=self._table,
+                    Key={"RequestId": {"S": request_id}},
+                    UpdateExpression=update,
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues={k: encode_value(v) for k, v in used.items()},
+                    ReturnValues=return_values,
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if error_code(exc) != CONDITION_FAILED:
                 raise
             item = exc.response.get("Item")
             if item is None:
@@ -271,6 +297,27 @@ class StatusStore:
                 record = decode_item(item)
             raise _ConditionFailed(record) from None
         return response
+
+    async def _observed(self, call: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+        """Await one DynamoDB call and tell the health tracker whether DynamoDB answered."""
+        try:
+            response = await call
+        except ClientError as exc:
+            if is_unavailable(exc):
+                self._health.failed(DYNAMODB, describe(exc))
+            else:
+                self._health.ok(DYNAMODB)  # it answered (a refused condition is an answer)
+            raise
+        except Exception as exc:
+            if is_unavailable(exc):
+                self._health.failed(DYNAMODB, describe(exc))
+            raise
+        self._health.ok(DYNAMODB)
+        return response
+
+
+def _is_own_write(record: dict[str, Any], token: str, status: str) -> bool:
+    return record.get("LeaseToken") == token and record.get("Status") == status
 
 
 class _ConditionFailed(Exception):

@@ -1,0 +1,61 @@
+"""One vocabulary for what an AWS call's failure means, used by every caller.
+
+``error_code`` reads the API's error code the one way botocore puts it; ``is_unavailable``
+tells a dependency that did not answer usefully (no connection, a timeout, 5xx, throttling
+that outlasted the client's own retries) from one that answered no (a refused condition, a
+validation error): the first is worth waiting out, the second is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from botocore.exceptions import BotoCoreError, ClientError
+
+# Throttling as the three services spell it (botocore's standard retry mode knows these too).
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "LimitExceededException",
+        "SlowDown",
+    }
+)
+CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The API error code of a ``ClientError`` (``None`` for anything else)."""
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code")
+        return str(code) if code else "UnknownError"
+    return None
+
+
+def http_status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
+def is_throttling(exc: BaseException) -> bool:
+    return error_code(exc) in THROTTLING_CODES
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when the dependency did not answer usefully: worth waiting out, not a verdict."""
+    if isinstance(exc, ClientError):
+        return is_throttling(exc) or http_status(exc) >= 500
+    return isinstance(
+        exc, BotoCoreError | aiohttp.ClientError | asyncio.TimeoutError | TimeoutError | OSError
+    )
+
+
+def describe(exc: BaseException) -> str:
+    """A short name for logs and metrics labels: the error code, else the exception class."""
+    return error_code(exc) or type(exc).__name__
