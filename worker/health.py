@@ -29,6 +29,7 @@ DEPENDENCIES = (DYNAMODB, SQS, SMS)
 
 @dataclass(slots=True)
 class _State:
+    recovered: asyncio.Event = field(default_factory=asyncio.Event)  # set while answering
     failing_since: float | None = None
     last_error: str | None = None
     errors_total: int = 0
@@ -39,7 +40,10 @@ class _State:
 class DependencyHealth:
     clock: Callable[[], float] = time.monotonic
     _states: dict[str, _State] = field(default_factory=lambda: {d: _State() for d in DEPENDENCIES})
-    _recovered: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        for state in self._states.values():
+            state.recovered.set()
 
     def ok(self, dependency: str) -> None:
         state = self._states[dependency]
@@ -50,7 +54,7 @@ class DependencyHealth:
                 failing_for_s=round(self.clock() - state.failing_since, 1),
             )
             state.failing_since = None
-            self._recovered.set()
+            state.recovered.set()
 
     def failed(self, dependency: str, error: str) -> None:
         state = self._states[dependency]
@@ -59,7 +63,7 @@ class DependencyHealth:
         if state.failing_since is None:
             state.failing_since = self.clock()
             state.outages_total += 1
-            self._recovered.clear()
+            state.recovered.clear()
             log.warning(
                 "dependency_failing",
                 dependency=dependency,
@@ -88,11 +92,11 @@ class DependencyHealth:
 
     async def wait_recovered(self, dependency: str, timeout_s: float) -> None:
         """Return when ``dependency`` is no longer failing, or after ``timeout_s``."""
-        if not self.failing(dependency):
+        state = self._states[dependency]
+        if state.failing_since is None:
             return
         try:
             async with asyncio.timeout(timeout_s):
-                while self.failing(dependency):
-                    await self._recovered.wait()
+                await state.recovered.wait()
         except TimeoutError:
             return

@@ -83,13 +83,26 @@ class Consumer:
     async def poll(self, poller: int) -> None:
         """One long-poll loop; runs until cancelled."""
         failures = 0
+        paused = False
         while not self._stopping.is_set():
             await self._cooldown.wait_clear(self._stopping)
             most = MAX_BATCH
             if self._health.failing(DYNAMODB):
+                if not paused:
+                    paused = True
+                    log.warning(
+                        "receiving_paused",
+                        poller=poller,
+                        dependency=DYNAMODB,
+                        probe_every_s=PROBE_INTERVAL_S,
+                        effect="one message per probe until DynamoDB answers again",
+                    )
                 await self._health.wait_recovered(DYNAMODB, PROBE_INTERVAL_S)
                 if self._health.failing(DYNAMODB):
                     most = 1  # a probe: one message, whose claim tells whether DynamoDB is back
+            elif paused:
+                paused = False
+                log.info("receiving_resumed", poller=poller, dependency=DYNAMODB)
             if self._stopping.is_set():
                 return
             taken = await self._take_slots(most)

@@ -1,0 +1,177 @@
+"""The fault-tolerance invariants, each against the real servers (moto, the sandbox) over HTTP.
+
+A dependency that is down is a port nothing listens on (connection refused, on the wire);
+the recovery tests with a fault that starts and ends are in tests/faults (the fault proxy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+from structlog.testing import capture_logs
+from support import (
+    Aws,
+    Env,
+    Sandbox,
+    enqueue,
+    make_settings,
+    request,
+    running_worker,
+    table_items,
+    wait_for,
+)
+
+from worker.devstack.stack import free_port
+from worker.runtime.metrics import Metrics
+from worker.sending.errors import ErrorKind
+from worker.sending.ratelimit import RateLimiter
+from worker.sending.sender import Sender
+from worker.status.store import FAILED, Claim, Outcome, RequestInfo, StatusStore
+
+
+async def test_dynamodb_down_strands_nothing_and_pauses_receiving(
+    aws: Aws, env: Env, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every claim fails: each message is handed back (none held by a worker that is not
+    working on it), the pollers pause, /readyz says why, and no send is made."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{free_port()}")
+    port = free_port()
+    settings = make_settings(
+        env,
+        metrics_port=port,
+        metrics_host="127.0.0.1",
+        dependency_unready_s=1,
+        max_receive_count=50,
+    )
+    await enqueue(aws.sqs, env.queue_url, [request(n) for n in range(4)])
+    with capture_logs() as logs:
+        async with aiohttp.ClientSession() as http, running_worker(settings) as worker:
+
+            async def unready() -> Any:
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
+                    body = await r.json()
+                    return r.status == 503 and body
+
+            body = await wait_for(unready, timeout_s=30)
+            assert any(r.startswith("dynamodb_failing:") for r in body["reasons"]), body
+            assert worker.metrics.store_errors >= 1
+            # The extender only ever tracks messages that a live task holds.
+            for _ in range(20):
+                assert worker._extender is not None
+                assert len(worker._extender) <= len(worker._tasks)
+                await asyncio.sleep(0.1)
+    events = {e["event"] for e in logs}
+    assert "receiving_paused" in events and "store_unavailable" in events
+    assert "unsettled_message" not in events
+    assert await sandbox.sends() == []
+    # Every message was handed back: all four can be received again within the visibility
+    # timeout (none is left invisible behind a worker that stopped working on it).
+    seen: set[str] = set()
+    deadline = time.monotonic() + settings.visibility_timeout_s + 5
+    while len(seen) < 4 and time.monotonic() < deadline:
+        got = await aws.sqs.receive_message(
+            QueueUrl=env.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=30
+        )
+        seen |= {m["MessageId"] for m in got.get("Messages", [])}
+    assert len(seen) == 4
+
+
+async def test_a_retried_final_write_that_finds_its_own_outcome_succeeds(
+    aws: Aws, env: Env
+) -> None:
+    store = StatusStore(aws.ddb, env.table, lease_s=30, ttl_days=1)
+    info = RequestInfo("own-1", "m-1", 1)
+    claim = await store.claim(info)
+    assert isinstance(claim, Claim)
+    outcome = Outcome(FAILED, error_code="ValidationException", error_reason="X")
+    assert await store.finish(claim, info, outcome, 1) is None
+    # The same write again (as when its answer was lost and the client retried): ours.
+    assert await store.finish(claim, info, outcome, 1) is None
+    # Another claim's token is refused and sees the record as it stands.
+    other = Claim("own-1", "not-our-token", 1, claim.lease_until_ms)
+    lost = await store.finish(other, info, outcome, 1)
+    assert lost is not None and lost.status == FAILED
+
+
+async def test_no_retry_starts_that_could_outlast_the_lease(
+    servers: dict[str, str], sandbox: Sandbox, env: Env
+) -> None:
+    """A retry that would wait for a token past the claim's lease is not made."""
+    from aiobotocore.session import get_session
+
+    await sandbox.configure(fault_rate=1.0)  # every call a transient 5xx
+    settings = make_settings(
+        env, rate_limits="default=0.5", rate_burst_s=0.1, retry_attempts=10, retry_budget_s=4
+    )
+    limiter = RateLimiter(settings.rate_limits, settings.rate_burst_s)
+    metrics = Metrics()
+    async with get_session().create_client("pinpoint-sms-voice-v2") as sms:
+        sender = Sender(sms, limiter, settings, metrics)
+        call_s = settings.send_timeout_s + settings.connect_timeout_s + 1
+        await limiter.bucket("+18005550100").acquire()
+        deadline = time.monotonic() + call_s + 1.0  # room for the first call and 1 s more
+        params = request(1, RequestId=None)
+        result = await sender.send(params, "+18005550100", first_token_held=True, deadline=deadline)
+    # The next token was 2 s away (0.5 MPS): waiting for it would have run past the lease.
+    assert result.calls == 1 and result.error is not None
+    assert result.error.kind is ErrorKind.TRANSIENT
+    assert time.monotonic() <= deadline
+
+
+async def test_a_shutdown_on_the_last_receive_records_a_final_status_first(
+    aws: Aws, env: Env, sandbox: Sandbox
+) -> None:
+    """Handed back on its last allowed receive, a message would reach the dead-letter queue
+    with no final status: the worker records FAILED/RETRIES_EXHAUSTED before letting go."""
+    # One token every 100 s: the second request waits for its token when the stop comes.
+    settings = make_settings(
+        env, rate_limits="default=0.01", max_token_wait_s=5, max_receive_count=1
+    )
+    await enqueue(aws.sqs, env.queue_url, [request(1), request(2)])
+    async with running_worker(settings) as worker:
+        await wait_for(lambda: _sent_count(sandbox, 1), timeout_s=30)
+        await wait_for(lambda: _async(worker.metrics.received >= 2), timeout_s=30)
+        await asyncio.sleep(0.5)
+    items = await table_items(aws.ddb, env.table)
+    statuses = sorted(
+        (i["Status"], i.get("ErrorCode"), i.get("ErrorReason")) for i in items.values()
+    )
+    assert statuses == [("FAILED", "RETRIES_EXHAUSTED", "SHUTDOWN"), ("SENT", None, None)]
+
+
+async def test_a_cool_down_on_the_last_receive_keeps_the_message_and_sends_it_after(
+    aws: Aws, env: Env, sandbox: Sandbox
+) -> None:
+    """A cool-down hand-back on the last allowed receive is waited out in the task."""
+    await sandbox.configure(account_error="AccessDeniedException")
+    settings = make_settings(env, cooldown_s=2, max_receive_count=1, max_in_flight=1)
+    await enqueue(aws.sqs, env.queue_url, [request(1)])
+    async with running_worker(settings) as worker:
+        items = await wait_for(lambda: _statuses(aws, env, {"req-1"}), timeout_s=30)
+        assert items["req-1"]["ErrorCode"] == "RETRIES_EXHAUSTED"  # its own last receive
+        await sandbox.configure(account_error=None)
+        await enqueue(aws.sqs, env.queue_url, [request(2)])  # arrives during the cool-down
+        items = await wait_for(lambda: _statuses(aws, env, {"req-1", "req-2"}), timeout_s=30)
+        assert worker.metrics.kept_last_receive >= 1
+    assert items["req-2"]["Status"] == "SENT"
+    assert [s["destination"] for s in await sandbox.sends()] == ["+12065550002"]
+
+
+async def _statuses(aws: Aws, env: Env, ids: set[str]) -> dict[str, Any] | None:
+    items = await table_items(aws.ddb, env.table)
+    final = {"SENT", "FAILED", "EXPIRED"}
+    if ids <= items.keys() and all(items[i]["Status"] in final for i in ids):
+        return items
+    return None
+
+
+async def _sent_count(sandbox: Sandbox, n: int) -> bool:
+    return len(await sandbox.sends()) >= n
+
+
+async def _async(value: bool) -> bool:
+    return value
