@@ -4,9 +4,10 @@ Each poller takes one slot of the in-flight semaphore (waiting for it), then as 
 are free right now, up to 10, and asks SQS for exactly that many messages. Each message is
 handed on as soon as the batch arrives, so processing never waits for a batch to finish.
 
-While DynamoDB is failing every message would only be handed back (a receive burnt toward the
-dead-letter queue), so the pollers pause, letting one message through every
-``PROBE_INTERVAL_S`` as a probe; they resume in full as soon as DynamoDB answers again.
+While DynamoDB or the SMS API is failing (no connection, timeouts, 5xx) every message would
+only be handed back, a receive burnt toward the dead-letter queue, so the pollers pause,
+letting one message through every ``PROBE_INTERVAL_S`` as a probe; they resume in full as soon
+as the dependency answers again.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from worker.aws.errors import describe
 from worker.backoff import compute_backoff_s
-from worker.health import DYNAMODB, SQS, DependencyHealth
+from worker.health import DYNAMODB, SMS, SQS, DependencyHealth
 from worker.logs import get_logger
 from worker.queue.message import QueueMessage
 from worker.runtime.cooldown import Cooldown
@@ -28,6 +29,7 @@ log = get_logger(__name__)
 MAX_BATCH = 10
 LINGER_STEP_S = 0.025
 PROBE_INTERVAL_S = 5.0
+PAUSE_WHILE_FAILING = (DYNAMODB, SMS)
 
 
 class Consumer:
@@ -83,26 +85,27 @@ class Consumer:
     async def poll(self, poller: int) -> None:
         """One long-poll loop; runs until cancelled."""
         failures = 0
-        paused = False
+        paused: str | None = None  # the dependency the pause is for
         while not self._stopping.is_set():
             await self._cooldown.wait_clear(self._stopping)
             most = MAX_BATCH
-            if self._health.failing(DYNAMODB):
-                if not paused:
-                    paused = True
+            failing = self._failing()
+            if failing is not None:
+                if paused != failing:
+                    paused = failing
                     log.warning(
                         "receiving_paused",
                         poller=poller,
-                        dependency=DYNAMODB,
+                        dependency=failing,
                         probe_every_s=PROBE_INTERVAL_S,
-                        effect="one message per probe until DynamoDB answers again",
+                        effect="one message per probe until it answers again",
                     )
-                await self._health.wait_recovered(DYNAMODB, PROBE_INTERVAL_S)
-                if self._health.failing(DYNAMODB):
-                    most = 1  # a probe: one message, whose claim tells whether DynamoDB is back
+                await self._health.wait_recovered(failing, PROBE_INTERVAL_S)
+                if self._failing() is not None:
+                    most = 1  # a probe: one message, whose handling tells if it is back
             elif paused:
-                paused = False
-                log.info("receiving_resumed", poller=poller, dependency=DYNAMODB)
+                log.info("receiving_resumed", poller=poller, dependency=paused)
+                paused = None
             if self._stopping.is_set():
                 return
             taken = await self._take_slots(most)
@@ -141,6 +144,9 @@ class Consumer:
                 # Even one that arrives after shutdown began goes to the pipeline: it hands
                 # it straight back, minding the receive count (see Pipeline._hand_back).
                 self._spawn(message)
+
+    def _failing(self) -> str | None:
+        return next((d for d in PAUSE_WHILE_FAILING if self._health.failing(d)), None)
 
     def _release_slots(self, count: int) -> None:
         for _ in range(count):
