@@ -11,15 +11,15 @@ target prefix and the credentials (refreshed by botocore's provider chain).
 Errors come back as botocore's ``ClientError``, parsed by botocore's own JSON parser and service
 model (``Error.Code`` from ``__type`` or the query-compatible header, a modelled error's fields
 at the top level, ``ResponseMetadata.HTTPStatusCode``), so callers classify them the same either
-way; transport failures raise the botocore exceptions aiobotocore raises. Transient
-errors are retried as botocore's *standard* mode does, within ``max_attempts`` calls.
+way; transport failures raise the botocore exceptions aiobotocore raises. Retries are
+botocore's *standard* mode, decided by botocore's own retry objects (see
+:mod:`worker.aws.retries`): the same attempts, backoff and retry quota as aiobotocore's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import random
 import zlib
 from typing import Any
 
@@ -40,33 +40,9 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.parsers import JSONParser
 from yarl import URL
 
+from worker.aws.retries import CRC_MISMATCH, StandardRetries
 from worker.aws.sigv4 import Credentials, SigV4Signer, canonical_host
 
-# botocore's standard retry mode: throttling and transient error codes, and 5xx.
-RETRYABLE_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "TransactionInProgressException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "LimitExceededException",
-        "RequestThrottled",
-        "SlowDown",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "PriorRequestNotComplete",
-        "InternalServerError",
-        "InternalError",
-        "ServiceUnavailable",
-        "CrcMismatch",
-    }
-)
-RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
 # What aiobotocore raises for a failed exchange (see ``_post``), all retried.
 _TRANSPORT_ERRORS = (HTTPClientError, BotoConnectionError)
 
@@ -91,8 +67,6 @@ class JsonApiClient:
         max_attempts: int,
         query_compatible: bool = False,
         check_crc32: bool = False,
-        backoff_base_s: float = 0.05,
-        backoff_max_s: float = 5.0,
     ) -> None:
         problem = endpoint_problem(endpoint_url)
         if problem:
@@ -112,26 +86,39 @@ class JsonApiClient:
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
         )
-        self._max_attempts = max(1, max_attempts)
         self._check_crc32 = check_crc32
-        self._backoff_base_s = backoff_base_s
-        self._backoff_max_s = backoff_max_s
+        self.retries = StandardRetries(service_model, max(1, max_attempts))
 
     async def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         body = json.dumps(params, separators=(",", ":")).encode()
+        context: dict[str, Any] = {}
         attempt = 1
         while True:
             try:
-                return await self._once(operation, body, attempt)
+                result = await self._once(operation, body, attempt)
             except ClientError as exc:
-                if attempt >= self._max_attempts or not _retryable(exc):
-                    raise
-            except _TRANSPORT_ERRORS:
-                if attempt >= self._max_attempts:
-                    raise
-            # Full jitter, as botocore's standard mode (with a base suited to a hot path).
-            cap = min(self._backoff_max_s, self._backoff_base_s * 2 ** (attempt - 1))
-            await asyncio.sleep(random.random() * cap)
+                decision = self.retries.decide(
+                    attempt=attempt,
+                    operation_model=self._service_model.operation_model(operation),
+                    request_context=context,
+                    parsed=exc.response,
+                )
+                error: Exception = exc
+            except _TRANSPORT_ERRORS as exc:
+                decision = self.retries.decide(
+                    attempt=attempt,
+                    operation_model=self._service_model.operation_model(operation),
+                    request_context=context,
+                    exception=exc,
+                )
+                error = exc
+            else:
+                self.retries.succeeded(context)
+                return result
+            if decision.delay_s > 0:
+                await asyncio.sleep(decision.delay_s)
+            if not decision.retry:
+                raise error
             attempt += 1
 
     async def _frozen(self) -> Credentials:
@@ -153,7 +140,7 @@ class JsonApiClient:
         if self._check_crc32 and "x-amz-crc32" in response_headers:
             expected = int(response_headers["x-amz-crc32"])
             if zlib.crc32(raw) & 0xFFFFFFFF != expected:
-                error = {"Code": "CrcMismatch", "Message": "the response's CRC32 did not match"}
+                error = {"Code": CRC_MISMATCH, "Message": "the response's CRC32 did not match"}
                 raise ClientError(
                     _metadata({"Error": error}, status, _lower(response_headers), attempt),
                     operation,
@@ -243,9 +230,3 @@ def _metadata(
     if "x-amzn-requestid" in lower:
         metadata["RequestId"] = lower["x-amzn-requestid"]
     return parsed
-
-
-def _retryable(exc: ClientError) -> bool:
-    code = exc.response.get("Error", {}).get("Code")
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return code in RETRYABLE_CODES or status in RETRYABLE_STATUS
