@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from botocore.httpsession import get_cert_path
+from botocore.httpsession import ProxyConfiguration, get_cert_path
+from botocore.utils import get_environ_proxies
+from yarl import URL
 
 from worker.aws.clients import AwsClients
 from worker.aws.jsonapi import JsonApiClient, endpoint_problem
@@ -70,6 +72,49 @@ def _ssl_context(session: Any) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=get_cert_path(bundle or True))
 
 
+# One operation per service whose endpoint the lean client checks against botocore's.
+_PROBE_OPERATION = {"dynamodb": "UpdateItem", "sqs": "ReceiveMessage"}
+
+
+def proxy_route(client: Any) -> tuple[str | None, str | None]:
+    """The proxy botocore would use for ``client``'s endpoint, and why the lean client cannot
+    (``(proxy_url, problem)``): botocore takes the client's ``proxies`` or else the
+    environment's (``HTTPS_PROXY``, ``NO_PROXY``, ...); an ``https://`` proxy, or TLS settings
+    for the proxy (``proxies_config``), are botocore features the lean client does not copy."""
+    endpoint = client.meta.endpoint_url
+    config = client.meta.config
+    if getattr(config, "proxies_config", None):
+        return None, "the client's proxies_config (TLS to the proxy) is botocore's"
+    proxies = getattr(config, "proxies", None) or get_environ_proxies(endpoint)
+    proxy = ProxyConfiguration(proxies=proxies).proxy_url_for(endpoint)
+    if not proxy:
+        return None, None
+    if URL(proxy).scheme != "http":
+        return None, f"the proxy for {endpoint} is not http:// (botocore tunnels it itself)"
+    return proxy, None
+
+
+async def endpoint_route(client: Any) -> str | None:
+    """Why the lean client would post somewhere else than botocore (None: same endpoint).
+
+    botocore resolves each call's endpoint through the service's rule set, which for DynamoDB
+    can route to an account-ID endpoint (``AWS_ACCOUNT_ID_ENDPOINT_MODE``, credentials with an
+    account id) while ``meta.endpoint_url`` stays the regional one."""
+    name = client.meta.service_model.service_name
+    resolver = getattr(client, "_ruleset_resolver", None)
+    operation = _PROBE_OPERATION.get(name)
+    if resolver is None or operation is None:
+        return None
+    model = client.meta.service_model.operation_model(operation)
+    try:
+        resolved = await resolver.construct_endpoint(model, {}, {})
+    except Exception as exc:  # botocore would fail the call the same way
+        return f"botocore's endpoint rules failed ({type(exc).__name__}: {exc})"
+    if URL(resolved.url) != URL(client.meta.endpoint_url):
+        return f"botocore routes {operation} to {resolved.url}, not {client.meta.endpoint_url}"
+    return None
+
+
 def lean_client(
     client: Any,
     http: aiohttp.ClientSession,
@@ -78,6 +123,7 @@ def lean_client(
     read_timeout_s: float,
     max_attempts: int,
     connect_timeout_s: float = 60.0,
+    proxy: str | None = None,
 ) -> JsonApiClient:
     """A :class:`JsonApiClient` that makes the requests ``client`` (aiobotocore) would."""
     meta = client.meta
@@ -98,6 +144,7 @@ def lean_client(
         read_timeout_s=read_timeout_s,
         connect_timeout_s=connect_timeout_s,
         max_attempts=max_attempts,
+        proxy=proxy,
     )
 
 
@@ -113,7 +160,9 @@ async def open_hot_path(stack: AsyncExitStack, settings: Settings, clients: AwsC
     async def lean(
         client: Any, adapter: type[_Adapter], read_timeout_s: float, max_attempts: int
     ) -> Any:
-        problem = endpoint_problem(client.meta.endpoint_url)
+        proxy, problem = proxy_route(client)
+        problem = endpoint_problem(client.meta.endpoint_url) or problem
+        problem = problem or await endpoint_route(client)
         if problem:
             log.warning(
                 "fast_path_unavailable",
@@ -141,6 +190,7 @@ async def open_hot_path(stack: AsyncExitStack, settings: Settings, clients: AwsC
             read_timeout_s=read_timeout_s,
             connect_timeout_s=settings.connect_timeout_s,
             max_attempts=max_attempts,
+            proxy=proxy,
         )
         return adapter(api)
 

@@ -24,7 +24,6 @@ import zlib
 from typing import Any
 
 import aiohttp
-from aiohttp.helpers import get_env_proxy_for_url
 from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
@@ -67,6 +66,7 @@ class JsonApiClient:
         max_attempts: int,
         query_compatible: bool = False,
         check_crc32: bool = False,
+        proxy: str | None = None,
     ) -> None:
         problem = endpoint_problem(endpoint_url)
         if problem:
@@ -74,7 +74,8 @@ class JsonApiClient:
         url = URL(endpoint_url)
         self._http = http
         self._url = url.with_path("/")
-        self._proxy = _env_proxy(self._url)
+        # The proxy botocore would use (see hotpath.proxy_route), with its credentials.
+        self._proxy = URL(proxy) if proxy else None
         self._host = canonical_host(url.scheme, url.host or "", url.explicit_port)
         self._signer = SigV4Signer(region, signing_name)
         self._prefix = target_prefix
@@ -203,18 +204,6 @@ def endpoint_problem(endpoint_url: str) -> str | None:
     if url.path not in ("", "/") or url.query_string:
         return f"endpoint {endpoint_url} has a path; the lean client posts to /"
     return None
-
-
-def _env_proxy(url: URL) -> URL | None:
-    """``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` for ``url``, read once (aiohttp's
-    ``trust_env`` would read them, and ``~/.netrc``, on a thread for every request)."""
-    try:
-        proxy, auth = get_env_proxy_for_url(url)
-    except LookupError:
-        return None
-    if auth is not None:
-        proxy = proxy.with_user(auth.login).with_password(auth.password)
-    return proxy
 
 
 def _lower(headers: Any) -> dict[str, str]:

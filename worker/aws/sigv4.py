@@ -34,7 +34,12 @@ def _hmac(key: bytes, text: str) -> bytes:
 
 
 def canonical_host(scheme: str, host: str, port: int | None) -> str:
-    """The ``host`` header as signed: the port only when it is not the scheme's default."""
+    """The ``host`` header as signed (and as aiohttp sends it): lower-case, an IPv6 literal in
+    brackets, the port only when it is not the scheme's default; as botocore's
+    ``auth._host_from_url``."""
+    host = host.lower()
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
     default = 443 if scheme == "https" else 80
     return host if port in (None, default) else f"{host}:{port}"
 
