@@ -31,8 +31,8 @@ def test_numbers_are_masked_and_bodies_dropped(capsys: pytest.CaptureFixture[str
         structlog.contextvars.clear_contextvars()
     line = capsys.readouterr().err.strip()
     event = json.loads(line)
-    assert event["detail"] == "to +1206***0100 and +4479***3456"
-    assert event["identity"] == "+1800***0100"
+    assert event["detail"] == "to +1***00 and +44***56"
+    assert event["identity"] == "+1***00"
     assert event["MessageBody"] == "[redacted]" and event["Context"] == "[redacted]"
     assert "5550100" not in line and "secret" not in line
     assert event["request_id"] == "r-1" and event["event"] == "sent"

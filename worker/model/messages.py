@@ -6,6 +6,8 @@ a message body, which is personal data and must not reach logs or the status tab
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Mapping, Sequence
 
 from worker.model import rules
@@ -67,11 +69,37 @@ NO_CONTENT = "A request needs MessageBody or MediaUrls (or both); got neither"
 UNEXPECTED = "The body could not be checked because of an internal error; report this"
 
 KEY_NAME_MAX = 100
+#: What ErrorReason says for a key whose name is not shown (see ``reportable_key``).
+UNNAMED_KEY = "UNNAMED_KEY"
+# A name shaped like an API parameter: letters, then letters, digits (at most three), '_' or
+# '-'. A producer's key that is not shaped so (a phone number, an e-mail address, a person's
+# name with a space) may be personal data, and is never written to the table or a log.
+_PLAIN_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+
+
+def reportable_key(key: str) -> str:
+    """The key's name when it is one of ours or shaped like a parameter name, else
+    ``UNNAMED_KEY``: a key name is the producer's text, and could be personal data."""
+    if key in rules.CONTRACT_KEYS:
+        return key
+    if _PLAIN_KEY.fullmatch(key) and sum(c.isdigit() for c in key) <= 3:
+        return key
+    return UNNAMED_KEY
 
 
 def safe_key(key: str) -> str:
-    """A key name fit for a message: printable characters only, at most 100 of them."""
-    return "".join(c if c.isprintable() else "?" for c in key[:KEY_NAME_MAX])
+    """A key name fit for a message (kept for callers that quote names; see reportable_key)."""
+    return reportable_key(key)
+
+
+def _quoted(key: str) -> str:
+    name = reportable_key(key)
+    return "A key" if name == UNNAMED_KEY else f"Key '{name}'"
+
+
+def _closest(key: str) -> str:
+    match = difflib.get_close_matches(key, sorted(rules.CONTRACT_KEYS), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]}?)" if match else ""
 
 
 def json_kind(value: object) -> str:
@@ -97,21 +125,24 @@ def body_error(got: str) -> str:
 
 
 def unknown_key(key: str) -> str:
+    hint = _closest(key) if reportable_key(key) != UNNAMED_KEY else ""
+    unnamed = (
+        " (its name is not shown: it is not shaped like a parameter name)"
+        if reportable_key(key) == UNNAMED_KEY
+        else ""
+    )
     return (
-        f"Key '{safe_key(key)}' is not a SendMediaMessage parameter nor an envelope key "
-        "(keys are case-sensitive); remove it or correct its spelling"
+        f"{_quoted(key)} is not a SendMediaMessage parameter nor an envelope key{unnamed}"
+        f"{hint}; keys are case-sensitive: remove it or correct its spelling"
     )
 
 
 def duplicate_key(key: str) -> str:
-    return f"Key '{safe_key(key)}' is given more than once in the body; give each key once"
+    return f"{_quoted(key)} is given more than once in the body; give each key once"
 
 
 def nested_duplicate_key(key: str) -> str:
-    return (
-        f"Key '{safe_key(key)}' holds a JSON object with a key given more than once; "
-        "give each key once"
-    )
+    return f"{_quoted(key)} holds a JSON object with a key given more than once; give each once"
 
 
 def field_error(field: str, error_type: str, loc: Sequence[int | str], value: object) -> str:

@@ -163,7 +163,7 @@ def _invalid(
     bad = set(invalid)
     return InvalidRequest(
         request_id=_valid(data, bad, "RequestId") or sqs_message_id,
-        field=messages.safe_key(field),
+        field=messages.reportable_key(field),
         message=message,
         campaign_id=_valid(data, bad, "CampaignId"),
         destination=_valid(data, bad, "DestinationPhoneNumber"),

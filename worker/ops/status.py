@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--show-personal-data",
         action="store_true",
-        help="print phone numbers whole (masked by default: +1206***0100)",
+        help="print phone numbers whole (masked by default: +1***00)",
     )
 
 

@@ -17,6 +17,8 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
+from worker.masking import mask_text
+
 
 class ErrorKind(enum.Enum):
     TRANSIENT = "transient"  # retry: in process, then across receives
@@ -76,7 +78,9 @@ def classify(exc: BaseException) -> SendError | None:
             kind = ErrorKind.TRANSIENT
         if status >= 500 and code not in PERMANENT_CODES:
             kind = ErrorKind.TRANSIENT
-        return SendError(kind, code, str(reason) if reason else None, message[:500])
+        # The provider's message may echo the destination: it never reaches the table whole.
+        safe = mask_text(message, bare_digits=True)[:500]
+        return SendError(kind, code, str(reason) if reason else None, safe)
     if isinstance(
         exc,
         BotoConnectionError
@@ -87,7 +91,12 @@ def classify(exc: BaseException) -> SendError | None:
         | TimeoutError
         | ConnectionError,
     ):
-        return SendError(ErrorKind.TRANSIENT, type(exc).__name__, None, str(exc)[:500])
+        return SendError(ErrorKind.TRANSIENT, type(exc).__name__, None, _detail(exc))
     if isinstance(exc, BotoCoreError):
-        return SendError(ErrorKind.TRANSIENT, type(exc).__name__, None, str(exc)[:500])
+        return SendError(ErrorKind.TRANSIENT, type(exc).__name__, None, _detail(exc))
     return None
+
+
+def _detail(exc: BaseException) -> str:
+    """A transport error's text (an endpoint URL, never the request): masked all the same."""
+    return mask_text(str(exc))[:500]
