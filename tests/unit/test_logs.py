@@ -36,3 +36,12 @@ def test_numbers_are_masked_and_bodies_dropped(capsys: pytest.CaptureFixture[str
     assert event["MessageBody"] == "[redacted]" and event["Context"] == "[redacted]"
     assert "5550100" not in line and "secret" not in line
     assert event["request_id"] == "r-1" and event["event"] == "sent"
+
+
+def test_identity_labels_are_unique_and_masked() -> None:
+    from worker.observe.http import identity_label
+
+    a, b = identity_label("+12065550100"), identity_label("+13105550100")
+    assert a != b and a.startswith("+1***00#") and b.startswith("+1***00#")
+    assert identity_label("+12065550100") == a  # stable
+    assert identity_label("pool-abc") == "pool-abc"  # not personal data: as it is

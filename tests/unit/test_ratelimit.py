@@ -196,3 +196,29 @@ def test_workers_with_sends_in_flight_converge_without_hammering() -> None:
     # Voiding the old schedule on a decrease is what keeps this low: without it the slots
     # 64 sends reserved at the old rate kept going out and about 25% of calls were throttled.
     assert throttled < 0.12
+
+
+def test_unconfigured_buckets_are_bounded_and_idle_ones_expire() -> None:
+    """Producer-supplied identities cannot grow the limiter (or its metrics) without bound;
+    a bucket is dropped only at rest, so no reservation and no throttle is forgotten."""
+    clock = Clock()
+    limiter = RateLimiter(
+        {"default": 10.0, "pool-kept": 5.0}, 0.1, clock, max_buckets=3, idle_expiry_s=60
+    )
+    limiter.bucket("pool-kept")
+    for n in range(10):
+        limiter.bucket(f"sender-{n}")
+        clock.now += 1.0  # each at rest again a second later (10 MPS)
+    assert len(limiter.buckets()) <= 3 + 1  # the cap, plus what the check just added
+    assert "pool-kept" in limiter.buckets()  # configured identities always stay
+    busy = limiter.bucket("busy")
+    for _ in range(20):
+        busy.reserve()  # two seconds booked ahead: not at rest
+    busy.on_throttle()
+    for n in range(10, 20):
+        limiter.bucket(f"sender-{n}")
+    assert "busy" in limiter.buckets()  # booked ahead and slowed: never dropped
+    clock.now += 600
+    limiter.bucket("late")
+    assert set(limiter.buckets()) == {"pool-kept", "late"}  # idle ones expired
+    assert [i for i, _ in limiter.most_recent(1)] == ["late"]

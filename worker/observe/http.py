@@ -11,6 +11,7 @@ Orchestrators restart on the first and route/scale on the second.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -28,6 +29,17 @@ from worker.sending.ratelimit import RateLimiter
 
 log = get_logger(__name__)
 HEARTBEAT_STALE_S = 10.0
+IDENTITY_SERIES_MAX = 50  # the most recently used identities get a series each
+
+
+def identity_label(identity: str) -> str:
+    """An ``identity`` label that is unique but not personal: a phone number is masked to its
+    country code and last two digits, so a short stable hash tells two of them apart
+    (``+1***00#3f9c``); 16 bits of a hash cannot be turned back into a number."""
+    masked = mask_identity(identity)
+    if masked == identity:
+        return identity
+    return f"{masked}#{hashlib.blake2s(identity.encode(), digest_size=2).hexdigest()}"
 
 
 @dataclass
@@ -165,10 +177,10 @@ def render(o: Observed) -> str:
         "gauge",
         "Current send rate allowed per origination identity (after throttling).",
         [
-            _line(
-                "sms_worker_identity_rate_mps", round(b.rate_mps, 3), {"identity": mask_identity(i)}
+            _line("sms_worker_identity_rate_mps", round(b.rate_mps, 3), {"identity": label})
+            for label, b in sorted(
+                (identity_label(i), b) for i, b in o.limiter.most_recent(IDENTITY_SERIES_MAX)
             )
-            for i, b in sorted(o.limiter.buckets().items())
         ],
     )
     h = m.send_latency_s

@@ -22,6 +22,7 @@ from worker.aws.clients import AwsClients, open_clients
 from worker.aws.hotpath import open_hot_path
 from worker.health import DependencyHealth
 from worker.logs import get_logger
+from worker.masking import mask_identity
 from worker.observe.http import Observed, ObserveServer
 from worker.ops.counters import CampaignCounters, CountersFlushError
 from worker.pipeline import Held, Phase, Pipeline
@@ -230,10 +231,11 @@ class Worker:
                 sends_per_s=round((sent - last_sent) / (now - last_t), 2),
                 cooldown=self.cooldown.reason,
                 identity_rates=json.dumps(
-                    {k: round(b.rate_mps, 2) for k, b in self.limiter.buckets().items()}
-                )
-                if len(self.limiter.buckets()) <= 20
-                else None,
+                    {
+                        mask_identity(k): round(b.rate_mps, 2)
+                        for k, b in self.limiter.most_recent(20)
+                    }
+                ),
                 **snap,
             )
             last_sent, last_t = sent, now

@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 
 DEFAULT_KEY = "default"
+# Identities come from producers: the buckets of those not configured are kept in LRU order
+# and dropped once idle (see RateLimiter._evict), so a campaign of a million sender ids
+# cannot grow the worker's memory or its metrics without bound.
+MAX_BUCKETS = 1_000
+IDLE_EXPIRY_S = 600.0
 
 
 class IdentityBucket:
@@ -78,6 +84,12 @@ class IdentityBucket:
             if self.epoch == epoch:
                 return waited
 
+    def at_rest(self, now: float) -> bool:
+        """Nothing booked ahead and the rate back at its ceiling: a new bucket would be the
+        same, so dropping this one forgets nothing (no slot, no throttle)."""
+        self._recover(now)  # catch the linear recovery up to now
+        return self._tat <= now and self.rate_mps >= self.ceiling_mps
+
     def on_throttle(self) -> None:
         """The provider said too fast: slow this identity down (once per window)."""
         now = self._clock()
@@ -97,26 +109,69 @@ class IdentityBucket:
 
 
 class RateLimiter:
-    """Buckets by origination identity, created on first use from the configured limits."""
+    """Buckets by origination identity, created on first use from the configured limits.
+
+    Configured identities keep their bucket; the others live in least-recently-used order, at
+    most ``max_buckets`` of them, and one idle for ``idle_expiry_s`` and at rest is dropped."""
 
     def __init__(
         self,
         limits_mps: Mapping[str, float],
         burst_s: float,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        max_buckets: int = MAX_BUCKETS,
+        idle_expiry_s: float = IDLE_EXPIRY_S,
     ) -> None:
         self._limits = dict(limits_mps)
         self._burst_s = burst_s
         self._clock = clock
-        self._buckets: dict[str, IdentityBucket] = {}
+        self._max = max_buckets
+        self._idle_expiry_s = idle_expiry_s
+        self._buckets: OrderedDict[str, IdentityBucket] = OrderedDict()
+        self._last_used: dict[str, float] = {}
 
     def bucket(self, identity: str) -> IdentityBucket:
+        now = self._clock()
         bucket = self._buckets.get(identity)
         if bucket is None:
             ceiling = self._limits.get(identity, self._limits.get(DEFAULT_KEY, 20.0))
             bucket = IdentityBucket(ceiling, self._burst_s, self._clock)
             self._buckets[identity] = bucket
+            self._evict(now)
+        else:
+            self._buckets.move_to_end(identity)
+        self._last_used[identity] = now
         return bucket
+
+    def _evict(self, now: float) -> None:
+        """Drop unconfigured buckets at rest from the least recently used end: all that are
+        idle past the expiry, and more while over the cap. O(1) amortised per new bucket."""
+        victims: list[str] = []
+        for identity, bucket in self._buckets.items():
+            if identity in self._limits:
+                continue
+            over = len(self._buckets) - len(victims) > self._max
+            idle = now - self._last_used.get(identity, now) >= self._idle_expiry_s
+            if not (over or idle):
+                break  # the rest were used more recently
+            if bucket.at_rest(now):
+                victims.append(identity)
+            elif not over:
+                break
+        for identity in victims:
+            del self._buckets[identity]
+            self._last_used.pop(identity, None)
 
     def buckets(self) -> Mapping[str, IdentityBucket]:
         return self._buckets
+
+    def most_recent(self, limit: int) -> list[tuple[str, IdentityBucket]]:
+        """The ``limit`` most recently used buckets, newest first (a bounded view for
+        metrics and the progress log)."""
+        out: list[tuple[str, IdentityBucket]] = []
+        for identity in reversed(self._buckets):
+            out.append((identity, self._buckets[identity]))
+            if len(out) >= limit:
+                break
+        return out
