@@ -35,7 +35,7 @@ import structlog
 
 from worker.aws.errors import describe, is_unavailable
 from worker.backoff import compute_backoff_s
-from worker.health import DYNAMODB, DependencyHealth
+from worker.health import DYNAMODB, SMS, DependencyHealth
 from worker.logs import get_logger
 from worker.model import InvalidRequest, mask_identity, parse_request
 from worker.ops.counters import CampaignCounters
@@ -65,8 +65,10 @@ log = get_logger(__name__)
 
 INVALID_REQUEST = "INVALID_REQUEST"
 RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
-# On the last allowed receive a hand-back is retried in the task after at most this long.
+# On the last allowed receive a hand-back is retried in the task after at most this long,
+# or as soon as the dependency it waits for answers again.
 KEEP_RETRY_MAX_S = 5.0
+_WAITS_FOR = {"store_unavailable": DYNAMODB, "sms_unavailable": SMS}
 
 
 class Phase(enum.Enum):
@@ -151,8 +153,9 @@ class Pipeline:
                 self._metrics.kept_last_receive += 1
                 wait_s = min(float(back.delay_s), KEEP_RETRY_MAX_S)
                 log.info("kept_on_last_receive", reason=back.reason, retry_in_s=wait_s)
-                if self._health.failing(DYNAMODB):
-                    await self._health.wait_recovered(DYNAMODB, wait_s)
+                dependency = _WAITS_FOR.get(back.reason)
+                if dependency is not None and self._health.failing(dependency):
+                    await self._health.wait_recovered(dependency, wait_s)
                 else:
                     await asyncio.sleep(wait_s)
                 held.phase, held.claim, held.progress = Phase.WAITING, None, SendProgress()
@@ -340,6 +343,8 @@ class Pipeline:
             delay_s = self._redelivery_delay_s(held.message.receive_count, error)
             self._metrics.retrying[error.code] += 1
             log.info("retrying", **fields, visible_in_s=delay_s)
+            if self._last_receive(held.message):
+                return HandBack(delay_s, "sms_unavailable")  # kept: see _failure_outcome
             self._release(held, delay_s)
         elif outcome.error_code == RETRIES_EXHAUSTED:
             self._metrics.failed[RETRIES_EXHAUSTED] += 1
@@ -391,7 +396,8 @@ class Pipeline:
             )
         if error.kind is ErrorKind.ACCOUNT:
             self._cooldown.trigger(error.code)
-        if self._last_receive(message):
+        outage = error.kind is ErrorKind.TRANSIENT and self._health.failing(SMS)
+        if self._last_receive(message) and not (outage and not self._stopping.is_set()):
             return Outcome(
                 FAILED,
                 error_code=RETRIES_EXHAUSTED,
@@ -399,6 +405,9 @@ class Pipeline:
                 error_message=f"still failing on receive {message.receive_count} of "
                 f"{self.max_receive_count}; last error {error.code}: {error.message}"[:1000],
             )
+        # RETRYING; on the last allowed receive only during an SMS API outage (no connection,
+        # timeouts, 5xx: not this request's fault), and then the message is kept in the task
+        # until the API answers, instead of burning its last receive into the DLQ.
         return Outcome(
             RETRYING, error_code=error.code, error_reason=error.reason, error_message=error.message
         )

@@ -13,7 +13,7 @@ final (a quarter of it). Asserted on the status table, the sandbox's record of s
   requests with a final status.
 
 The cells of one dependency run side by side (each with its own queue, table, proxy and worker
-process, on a moto server of the test's own), so the matrix fits in CI: a cell whose
+process, on moto servers of the test's own), so the matrix fits in CI: a cell whose
 dependency is down puts almost no load on moto, which is what bounds the others' pace.
 """
 
@@ -28,6 +28,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ class Cell:
     worker: subprocess.Popen[bytes] | None = None
     fault_ended_at: float = 0.0
     final_at: float | None = None
+    sent_twice: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -104,14 +106,18 @@ class Cell:
         return [self.destination(n) for n in range(170, 180)]
 
 
+MOTO_SERVERS = 2  # moto serialises its writes: two servers share the cells, one per core
+
+
 @pytest.fixture
-async def moto_url() -> AsyncIterator[str]:
-    """A moto server of this test's own: the cells' load does not slow the other tests."""
-    server = await start_server("moto", moto_argv(), "moto_ready")
+async def moto_urls() -> AsyncIterator[list[str]]:
+    """moto servers of this test's own: the cells' load does not slow the other tests."""
+    servers = [await start_server("moto", moto_argv(), "moto_ready") for _ in range(MOTO_SERVERS)]
     try:
-        yield server.url
+        yield [s.url for s in servers]
     finally:
-        await server.stop()
+        for server in servers:
+            await server.stop()
 
 
 def _cell_env(cell: Cell, moto_url: str, sandbox_url: str) -> dict[str, str]:
@@ -234,6 +240,7 @@ def _check(
         cell.problems.append(f"{len(not_sent)} valid requests not SENT: {not_sent[:5]}")
     mine = {cell.destination(n) for n in range(REQUESTS)}
     twice = {d: c for d, c in sends.items() if d in mine and c > 1}
+    cell.sent_twice = len(twice)
     allowed = cell.proxy.faulted["cut"] if cell.proxy is not None else 0
     if len(twice) > allowed:
         cell.problems.append(
@@ -247,26 +254,35 @@ def _check(
         cell.problems.append(f"dead letters without a final status: {unrecorded[:5]}")
 
 
-async def _matrix(dependency: str, sandbox: Sandbox, moto_url: str) -> None:
+async def _matrix(dependency: str, sandbox: Sandbox, moto_urls: list[str]) -> None:
     offset = {"dynamodb": 0, "sqs": 20, "sms": 40}[dependency]
     combos = [(m, d) for d in DURATIONS_S for m in MODES[dependency]]
     cells = [Cell(offset + k, dependency, m, d) for k, (m, d) in enumerate(combos)]
     await sandbox.configure(opted_out=[d for c in cells for d in c.opted_out()])
     session = get_session()
-    async with (
-        session.create_client("sqs", endpoint_url=moto_url) as sqs,
-        session.create_client("dynamodb", endpoint_url=moto_url) as ddb,
-    ):
+    async with AsyncExitStack() as stack:
+        clients = [
+            (
+                await stack.enter_async_context(session.create_client("sqs", endpoint_url=url)),
+                await stack.enter_async_context(
+                    session.create_client("dynamodb", endpoint_url=url)
+                ),
+                url,
+            )
+            for url in moto_urls
+        ]
+        placed = [(c, clients[k % len(clients)]) for k, c in enumerate(cells)]
         results = await asyncio.gather(
-            *(_run_cell(c, sqs, ddb, moto_url, sandbox.url) for c in cells)
+            *(_run_cell(c, sqs, ddb, url, sandbox.url) for c, (sqs, ddb, url) in placed)
         )
         sends = Counter(s["destination"] for s in await sandbox.sends())
-        for cell, items in zip(cells, results, strict=True):
+        for (cell, (sqs, _, _)), items in zip(placed, results, strict=True):
             _check(cell, items, sends, await _dead_letters(sqs, cell.dlq_url))
     report = {
         c.name: {
             "recovered_s": None if c.final_at is None else round(c.final_at - c.fault_ended_at, 1),
             "faulted": dict(c.proxy.faulted) if c.proxy else {},
+            "sent_twice": c.sent_twice,
             "problems": c.problems,
         }
         for c in cells
@@ -278,5 +294,5 @@ async def _matrix(dependency: str, sandbox: Sandbox, moto_url: str) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(480)
 @pytest.mark.parametrize("dependency", ["dynamodb", "sqs", "sms"])
-async def test_fault_matrix(dependency: str, sandbox: Sandbox, moto_url: str) -> None:
-    await _matrix(dependency, sandbox, moto_url)
+async def test_fault_matrix(dependency: str, sandbox: Sandbox, moto_urls: list[str]) -> None:
+    await _matrix(dependency, sandbox, moto_urls)
