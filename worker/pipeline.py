@@ -37,17 +37,17 @@ from worker.aws.errors import describe, is_unavailable
 from worker.backoff import compute_backoff_s
 from worker.health import DYNAMODB, SMS, DependencyHealth
 from worker.logs import get_logger
+from worker.metrics import Metrics
 from worker.model import InvalidRequest, mask_identity, parse_request
-from worker.ops.counters import CampaignCounters
 from worker.queue.acks import AckBatcher
 from worker.queue.extender import VisibilityExtender
 from worker.queue.message import QueueMessage
-from worker.runtime.cooldown import Cooldown
-from worker.runtime.metrics import Metrics
+from worker.sending.cooldown import Cooldown
 from worker.sending.errors import ErrorKind, SendError
 from worker.sending.ratelimit import RateLimiter
 from worker.sending.sender import Sender, SendProgress, SendResult
 from worker.settings import Settings
+from worker.status.counters import CampaignCounters
 from worker.status.sent_writer import SentAbandoned, SentWriter
 from worker.status.store import (
     EXPIRED,

@@ -26,7 +26,7 @@ from support import (
 )
 
 from worker.devstack.stack import free_port
-from worker.runtime.metrics import Metrics
+from worker.metrics import Metrics
 from worker.sending.errors import ErrorKind
 from worker.sending.ratelimit import RateLimiter
 from worker.sending.sender import Sender

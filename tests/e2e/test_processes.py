@@ -25,7 +25,7 @@ from support import (
     wait_for,
 )
 
-from worker.ops.counters import read_campaign
+from worker.status.counters import read_campaign
 from worker.status.store import Claim, RequestInfo, StatusStore
 
 pytestmark = pytest.mark.slow

@@ -39,8 +39,8 @@ from support import Sandbox, make_settings, queue_depth, table_items, worker_env
 
 from worker.devstack.faultproxy import FaultProxy
 from worker.devstack.stack import moto_argv, start_server
-from worker.ops.counters import read_campaign
 from worker.resources import ensure_resources
+from worker.status.counters import read_campaign
 
 FINAL = {"SENT", "FAILED", "EXPIRED"}
 REQUESTS = 200

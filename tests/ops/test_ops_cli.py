@@ -24,7 +24,7 @@ from support import (
     wait_for,
 )
 
-from worker.ops.counters import CampaignCounters, add_expected
+from worker.status.counters import CampaignCounters, add_expected
 
 
 def unique(prefix: str) -> str:

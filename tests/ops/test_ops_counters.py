@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 from support import Aws, Env, wait_for
 
-from worker.ops.counters import (
+from worker.resources import ensure_table
+from worker.status.codec import decode_item
+from worker.status.counters import (
     CampaignCounters,
     CountersFlushError,
     add_expected,
     counter_key,
     read_campaign,
 )
-from worker.resources import ensure_table
-from worker.status.codec import decode_item
 
 
 async def counter_item(aws: Aws, table: str, campaign: str) -> dict[str, Any] | None:

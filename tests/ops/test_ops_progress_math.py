@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from worker.ops.counters import CampaignProgress
 from worker.ops.progress import compute_progress, format_block, format_duration, format_line
+from worker.status.counters import CampaignProgress
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

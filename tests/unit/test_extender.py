@@ -6,10 +6,10 @@ import asyncio
 
 from support import Aws, Env, enqueue, request
 
+from worker.metrics import Metrics
 from worker.queue.acks import AckBatcher
 from worker.queue.extender import VisibilityExtender
 from worker.queue.message import QueueMessage
-from worker.runtime.metrics import Metrics
 
 
 async def test_held_messages_are_extended_and_forgotten_ones_are_not(aws: Aws, env: Env) -> None:

@@ -22,10 +22,10 @@ import aiohttp
 from aiobotocore.session import get_session
 
 from worker.devstack.stack import LocalStack
-from worker.ops.counters import read_campaign
-from worker.ops.expected import KEY_PREFIX
 from worker.resources import ensure_resources
 from worker.status.codec import decode_item
+from worker.status.counters import read_campaign
+from worker.status.expected import KEY_PREFIX
 
 TOTAL = 1_000
 CAMPAIGN = "demo-campaign"

@@ -23,8 +23,8 @@ from worker.aws.clients import ConfigurationError
 from worker.health import DEPENDENCIES, DependencyHealth
 from worker.logs import get_logger
 from worker.masking import mask_identity
-from worker.runtime.cooldown import Cooldown
-from worker.runtime.metrics import Metrics
+from worker.metrics import Metrics
+from worker.sending.cooldown import Cooldown
 from worker.sending.ratelimit import RateLimiter
 
 log = get_logger(__name__)

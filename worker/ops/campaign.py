@@ -25,8 +25,8 @@ from worker.ops.common import (
     require_table,
     run_command,
 )
-from worker.ops.counters import CampaignProgress, check_campaign_id, read_campaign
 from worker.ops.progress import compute_progress, format_block, format_line
+from worker.status.counters import CampaignProgress, check_campaign_id, read_campaign
 
 RATE_WINDOW_READS = 5
 

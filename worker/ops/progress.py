@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from worker.ops.counters import CampaignProgress
+from worker.status.counters import CampaignProgress
 from worker.status.store import EXPIRED, FAILED, SENT
 
 MIN_AVERAGE_SPAN_S = 1.0

@@ -281,7 +281,7 @@ async def _expect(args: argparse.Namespace, n: int) -> None:
         return
     from aiobotocore.session import get_session
 
-    from worker.ops.expected import add_expected
+    from worker.status.expected import add_expected
 
     region = {"region_name": args.region} if args.region else {}
     async with get_session().create_client("dynamodb", **region) as ddb:

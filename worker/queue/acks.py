@@ -18,7 +18,7 @@ from worker.aws.errors import describe, is_unavailable
 from worker.backoff import compute_backoff_s
 from worker.health import SQS, DependencyHealth
 from worker.logs import get_logger
-from worker.runtime.metrics import Metrics
+from worker.metrics import Metrics
 
 log = get_logger(__name__)
 

@@ -20,9 +20,9 @@ from worker.aws.errors import describe
 from worker.backoff import compute_backoff_s
 from worker.health import DYNAMODB, SMS, SQS, DependencyHealth
 from worker.logs import get_logger
+from worker.metrics import Metrics
 from worker.queue.message import QueueMessage
-from worker.runtime.cooldown import Cooldown
-from worker.runtime.metrics import Metrics
+from worker.sending.cooldown import Cooldown
 
 log = get_logger(__name__)
 

@@ -23,18 +23,18 @@ from worker.aws.hotpath import open_hot_path
 from worker.health import DependencyHealth
 from worker.logs import get_logger
 from worker.masking import mask_identity
+from worker.metrics import Metrics
 from worker.observe.http import Observed, ObserveServer
-from worker.ops.counters import CampaignCounters, CountersFlushError
 from worker.pipeline import Held, Phase, Pipeline
 from worker.queue.acks import AckBatcher
 from worker.queue.consumer import Consumer
 from worker.queue.extender import VisibilityExtender
 from worker.queue.message import QueueMessage
-from worker.runtime.cooldown import Cooldown
-from worker.runtime.metrics import Metrics
+from worker.sending.cooldown import Cooldown
 from worker.sending.ratelimit import RateLimiter
 from worker.sending.sender import Sender
 from worker.settings import Settings
+from worker.status.counters import CampaignCounters, CountersFlushError
 from worker.status.sent_writer import SentWriter
 from worker.status.store import StatusStore
 

@@ -30,7 +30,7 @@ from tenacity import (
 from worker.aws.errors import describe, http_status
 from worker.health import SMS, DependencyHealth
 from worker.logs import get_logger
-from worker.runtime.metrics import Metrics
+from worker.metrics import Metrics
 from worker.sending.errors import ErrorKind, SendError, classify
 from worker.sending.ratelimit import RateLimiter
 from worker.settings import Settings

@@ -1,6 +1,6 @@
 """A campaign's counter item: its key, and the producer's ``Expected`` total.
 
-Kept apart from :mod:`worker.ops.counters` so that ``sms-worker enqueue`` needs no more than
+Kept apart from :mod:`worker.status.counters` so that ``sms-worker enqueue`` needs no more than
 ``dynamodb:UpdateItem`` on counter items (``campaign#...`` keys) besides ``sqs:SendMessage``.
 """
 

@@ -37,14 +37,14 @@ from types import TracebackType
 from typing import Any
 
 from worker.logs import get_logger
-from worker.ops.expected import (
+from worker.status.codec import decode_item
+from worker.status.expected import (
     KEY_PREFIX,
     RECORD_TYPE,
     add_expected,
     check_campaign_id,
     counter_key,
 )
-from worker.status.codec import decode_item
 from worker.status.store import EXPIRED, FAILED, FINAL_STATUSES, SENT, now_iso
 
 ERROR_PREFIX = "FAILED#"
@@ -53,7 +53,7 @@ _ERROR_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
 _ERROR_KEY_MAX = 100
 _CONCURRENT_WRITES = 16
 
-log = get_logger("worker.ops.counters")
+log = get_logger("worker.status.counters")
 
 
 def error_key(error_code: str | None) -> str:
