@@ -396,7 +396,9 @@ class Pipeline:
             )
         if error.kind is ErrorKind.ACCOUNT:
             self._cooldown.trigger(error.code)
-        outage = error.kind is ErrorKind.TRANSIENT and self._health.failing(SMS)
+        # The SMS API unreachable (no answer at all, while it fails for every call): the
+        # request was never judged, so its last receive is kept rather than exhausted.
+        outage = not error.answered and self._health.failing(SMS)
         if self._last_receive(message) and not (outage and not self._stopping.is_set()):
             return Outcome(
                 FAILED,
@@ -405,9 +407,9 @@ class Pipeline:
                 error_message=f"still failing on receive {message.receive_count} of "
                 f"{self.max_receive_count}; last error {error.code}: {error.message}"[:1000],
             )
-        # RETRYING; on the last allowed receive only during an SMS API outage (no connection,
-        # timeouts, 5xx: not this request's fault), and then the message is kept in the task
-        # until the API answers, instead of burning its last receive into the DLQ.
+        # RETRYING; on the last allowed receive only while the SMS API is unreachable (not this
+        # request's fault), and then the message is kept in the task until the API answers,
+        # instead of burning its last receive into the DLQ.
         return Outcome(
             RETRYING, error_code=error.code, error_reason=error.reason, error_message=error.message
         )

@@ -9,8 +9,9 @@ final (a quarter of it). Asserted on the status table, the sandbox's record of s
 * 0 lost: every request ends final, within ``visibility_timeout_s`` + 30 s of the fault's end;
 * 0 sent twice for DynamoDB and SQS faults; for the SMS API's ``cut`` fault (the answer lost
   after the sandbox accepted the send) a resend only for calls the proxy cut;
-* every valid request ends SENT; the queue is empty; the dead-letter queue holds only
-  requests with a final status.
+* every valid request ends SENT (or, where the SMS API answered 5xx or throttling on a
+  request's last allowed receive, FAILED/RETRIES_EXHAUSTED in the dead-letter queue, as the
+  contract says); the queue is empty; the dead-letter queue holds only final requests.
 
 The cells of one dependency run side by side (each with its own queue, table, proxy and worker
 process, on moto servers of the test's own), so the matrix fits in CI: a cell whose
@@ -231,10 +232,15 @@ def _check(
     lost = sorted(expected - items.keys())
     if lost:
         cell.problems.append(f"{len(lost)} requests with no record: {lost[:5]}")
+    # A transient error the SMS API answered (5xx, throttling) on the last allowed receive
+    # ends FAILED/RETRIES_EXHAUSTED, in the DLQ: the contract's outcome, not a loss.
+    exhausted_ok = cell.dependency == "sms" and cell.mode in ("5xx", "throttle")
     not_sent = [
         (r, items[r]["Status"], items[r].get("ErrorCode"))
         for r in (f"{cell.name}-{n}" for n in range(170))
-        if r in items and items[r]["Status"] != "SENT"
+        if r in items
+        and items[r]["Status"] != "SENT"
+        and not (exhausted_ok and items[r].get("ErrorCode") == "RETRIES_EXHAUSTED" and r in dead)
     ]
     if not_sent:
         cell.problems.append(f"{len(not_sent)} valid requests not SENT: {not_sent[:5]}")

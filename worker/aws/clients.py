@@ -46,14 +46,14 @@ async def open_clients(stack: AsyncExitStack, settings: Settings) -> AwsClients:
     }
     sqs_config = AioConfig(
         read_timeout=settings.wait_time_s + 10,
-        retries={"mode": "standard", "max_attempts": 3},
+        retries={"mode": "standard", "total_max_attempts": 3},
         **common,
     )
     # The request model and the store build every parameter; botocore checking them again on
     # every call is pure CPU on the hot path (about 7% of it).
     ddb_config = AioConfig(
         read_timeout=10,
-        retries={"mode": "standard", "max_attempts": 3},
+        retries={"mode": "standard", "total_max_attempts": 3},
         parameter_validation=False,
         **common,
     )

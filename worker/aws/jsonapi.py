@@ -103,6 +103,7 @@ class JsonApiClient:
                     operation_model=self._service_model.operation_model(operation),
                     request_context=context,
                     parsed=exc.response,
+                    content=exc.content if isinstance(exc, _ServiceError) else b"",
                 )
                 error: Exception = exc
             except _TRANSPORT_ERRORS as exc:
@@ -142,14 +143,17 @@ class JsonApiClient:
             expected = int(response_headers["x-amz-crc32"])
             if zlib.crc32(raw) & 0xFFFFFFFF != expected:
                 error = {"Code": CRC_MISMATCH, "Message": "the response's CRC32 did not match"}
-                raise ClientError(
+                raise _ServiceError(
                     _metadata({"Error": error}, status, _lower(response_headers), attempt),
                     operation,
+                    raw,
                 )
         if status < 300:
             parsed: dict[str, Any] = json.loads(raw) if raw else {}
             return parsed
-        raise ClientError(self._error(operation, raw, status, response_headers, attempt), operation)
+        raise _ServiceError(
+            self._error(operation, raw, status, response_headers, attempt), operation, raw
+        )
 
     async def _post(self, headers: dict[str, str], body: bytes) -> tuple[bytes, int, Any]:
         """One exchange; a transport failure raises the botocore exception aiobotocore would
@@ -194,6 +198,15 @@ class JsonApiClient:
             # the top level, as botocore's endpoint adds them.
             parsed.update(self._parser.parse(response, error_shape))
         return _metadata(parsed, status, lower, attempt)
+
+
+class _ServiceError(ClientError):  # type: ignore[misc]  # botocore is untyped
+    """A ``ClientError`` that keeps the answer's bytes, which botocore's retry checkers read
+    (DynamoDB's CRC32 check); callers see and catch a plain ``ClientError``."""
+
+    def __init__(self, response: dict[str, Any], operation: str, content: bytes) -> None:
+        super().__init__(response, operation)
+        self.content = content
 
 
 def endpoint_problem(endpoint_url: str) -> str | None:

@@ -17,8 +17,8 @@ from typing import Any
 
 from botocore.retries import quota, standard
 
-# botocore retries a DynamoDB answer whose x-amz-crc32 does not match (it raises
-# ChecksumError inside its retry loop); the lean client reports that as this code.
+# The lean client's error code for a DynamoDB answer whose x-amz-crc32 does not match; botocore's
+# own checker (RetryDDBChecksumError) decides that it is retried, from the bytes and header.
 CRC_MISMATCH = "CrcMismatch"
 
 
@@ -39,6 +39,7 @@ class _HttpResponse:
 
     status_code: int
     headers: dict[str, str] = field(default_factory=dict)
+    content: bytes = b""
 
 
 class StandardRetries:
@@ -66,7 +67,6 @@ class StandardRetries:
             service_name=service_name,
             sleep=self._delays.append,  # botocore would sleep here; the caller awaits it
         )
-        self._max_attempts = max_attempts
 
     def decide(
         self,
@@ -76,17 +76,18 @@ class StandardRetries:
         request_context: dict[str, Any],
         parsed: dict[str, Any] | None = None,
         exception: Exception | None = None,
+        content: bytes = b"",
     ) -> RetryDecision:
         """What to do after attempt ``attempt`` failed (``parsed``: the error response)."""
         response = None
         if parsed is not None:
             metadata = parsed.get("ResponseMetadata", {})
             http = _HttpResponse(
-                int(metadata.get("HTTPStatusCode") or 0), dict(metadata.get("HTTPHeaders") or {})
+                int(metadata.get("HTTPStatusCode") or 0),
+                dict(metadata.get("HTTPHeaders") or {}),
+                content,
             )
             response = (http, parsed)
-            if parsed.get("Error", {}).get("Code") == CRC_MISMATCH:
-                return self._crc_delay(attempt, operation_model, request_context)
         self._delays.clear()
         delay = self._handler.needs_retry(
             response=response,
@@ -101,20 +102,6 @@ class StandardRetries:
         if delay is None or delay is False:
             return DONT_RETRY
         return RetryDecision(float(delay), True)
-
-    def _crc_delay(
-        self, attempt: int, operation_model: Any, request_context: dict[str, Any]
-    ) -> RetryDecision:
-        if attempt >= self._max_attempts:
-            return DONT_RETRY
-        context = standard.RetryContext(
-            attempt_number=attempt,
-            operation_model=operation_model,
-            request_context=request_context,
-        )
-        if not self._quota_checker.acquire_retry_quota(context):
-            return DONT_RETRY
-        return RetryDecision(float(self._backoff.delay_amount(context)), True)
 
     def succeeded(self, request_context: dict[str, Any]) -> None:
         """A 2xx answer: give the quota back as botocore's ``after-call`` hook does."""

@@ -54,6 +54,7 @@ class SendError:
     code: str  # API exception name, or the transport error's class name
     reason: str | None  # the exception's ``Reason`` field, when the API gave one
     message: str
+    answered: bool = True  # False: no answer at all (no connection, a timeout, a cut call)
 
     @property
     def throttled(self) -> bool:
@@ -91,9 +92,9 @@ def classify(exc: BaseException) -> SendError | None:
         | TimeoutError
         | ConnectionError,
     ):
-        return SendError(ErrorKind.TRANSIENT, type(exc).__name__, None, _detail(exc))
+        return SendError(ErrorKind.TRANSIENT, type(exc).__name__, None, _detail(exc), False)
     if isinstance(exc, BotoCoreError):
-        return SendError(ErrorKind.TRANSIENT, type(exc).__name__, None, _detail(exc))
+        return SendError(ErrorKind.TRANSIENT, type(exc).__name__, None, _detail(exc), False)
     return None
 
 
