@@ -256,6 +256,9 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("phone number as a key", body(**{"+12065550100": "x"}), "UNNAMED_KEY"),
     ("e-mail as a key", body(**{"ann@example.com": "x"}), "UNNAMED_KEY"),
     ("digits in a key", body(**{"Ref12065550100": "x"}), "UNNAMED_KEY"),
+    ("one digit in a key", body(**{"MessageBody2": "x"}), "UNNAMED_KEY"),
+    ("hyphen in a key", body(**{"first-name": "x"}), "UNNAMED_KEY"),
+    ("snake case key", body(message_body="x"), "message_body"),
 ]
 
 
@@ -302,6 +305,41 @@ def test_an_unknown_key_is_named_only_when_shaped_like_a_parameter_name() -> Non
         result = rejected(body(**{key: 1}))
         assert result.field == "UNNAMED_KEY", key
         assert key not in result.message and "not shown" in result.message
+
+
+def test_a_misspelt_key_gets_a_hint_named_or_not() -> None:
+    """The hint is one of our keys (difflib, ignoring case): it is given even when the
+    producer's own name is not shown."""
+    for key, hint in [
+        ("messageBody", "MessageBody"),
+        ("message_body", "MessageBody"),
+        ("DestinationPhoneNumbr", "DestinationPhoneNumber"),
+        ("MessageBody2", "MessageBody"),
+        ("Context 12065550100", None),
+        ("Priority", None),
+    ]:
+        result = rejected(body(**{key: "x"}))
+        if hint is None:
+            assert "did you mean" not in result.message, key
+        else:
+            assert f"(did you mean {hint}?)" in result.message, key
+        if result.field == "UNNAMED_KEY":
+            assert key not in result.message and "12065550100" not in result.message
+
+
+def test_a_duplicated_unknown_key_is_not_named_unless_plain() -> None:
+    raw = json.dumps(body())[:-1]
+    result = rejected(raw + ', "+12065550100": 1, "+12065550100": 2}')
+    assert result.field == "UNNAMED_KEY" and "2065550100" not in result.message
+    assert "given more than once" in result.message
+    result = rejected(raw + ', "Extra": 1, "Extra": 2}')
+    assert result.field == "Extra" and "Key 'Extra'" in result.message
+
+
+def test_a_json_syntax_error_quotes_nothing_from_the_body() -> None:
+    result = rejected('{"MessageBody": "secret \\q +12065550100"')
+    assert result.field == "body" and "not JSON" in result.message
+    assert "secret" not in result.message and "2065550100" not in result.message
 
 
 # --- the body as a whole -------------------------------------------------------------------

@@ -404,3 +404,99 @@ def test_parser_agrees_with_the_independent_checker(data: dict[str, Any]) -> Non
             and value not in named_keys
         ):
             assert value not in result.message  # never echo personal data
+
+
+# --- no request text in ErrorReason or ErrorMessage -----------------------------------------
+
+# Text a producer may send that is personal data: numbers (with or without '+'), message
+# bodies, Context keys and values. Each is drawn so that it is long enough to be recognised.
+personal_phones = st.sampled_from(VALID_PHONES) | st.from_regex(
+    r"\+?[1-9][0-9]{6,14}", fullmatch=True
+)
+personal_texts = st.text(min_size=6, max_size=24).filter(lambda s: s.strip() == s and s != "")
+LEAK_KINDS = [
+    "unknown key", "bad phone", "bad body", "bad context", "duplicate", "nested duplicate",
+    "no content",
+]  # fmt: skip
+# Text any message or ErrorReason may hold whatever the body (our rules and key names).
+OUR_TEXT = FIXED_TEXT + "\n" + "\n".join(ORDER) + "\nbody\nUNNAMED_KEY\nnot shown"
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> str:
+    """A JSON object's text from pairs, keys possibly repeated (json.dumps cannot)."""
+    return "{" + ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in pairs) + "}"
+
+
+@st.composite
+def leaky_bodies(draw: st.DrawFn) -> tuple[str, list[str], str | None]:
+    """An invalid body full of personal data, the personal texts in it, and the unknown
+    key's name (None when there is none)."""
+    phone = draw(personal_phones)
+    body_text = draw(personal_texts)
+    context_key, context_value = draw(personal_texts), draw(personal_texts)
+    kind = draw(st.sampled_from(LEAK_KINDS))
+    pairs: list[tuple[str, Any]] = [
+        ("DestinationPhoneNumber", phone),
+        ("OriginationIdentity", draw(st.sampled_from([phone, "pool-1", "+18005550100"]))),
+        ("MessageBody", body_text),
+        ("Context", {context_key: context_value}),
+    ]
+    unknown: str | None = None
+    if kind == "unknown key":
+        unknown = draw(
+            st.sampled_from([phone, phone.lstrip("+"), body_text, context_key, context_value])
+            | st.sampled_from([f"Ref{phone.lstrip('+')}", f"{body_text} {phone}", "MesageBody"])
+            | st.text(max_size=12)
+        )
+        if unknown in ORDER:
+            unknown = unknown + "1"
+        pairs.append((unknown, draw(st.sampled_from([phone, body_text, context_value]))))
+    elif kind == "bad phone":
+        bad = draw(st.sampled_from([phone + "0" * 6, phone.lstrip("+"), f" {phone}", phone + "x"]))
+        pairs[0] = ("DestinationPhoneNumber", bad)
+    elif kind == "bad body":
+        pairs[2] = ("MessageBody", draw(st.sampled_from([[body_text], {body_text: phone},
+                                                          body_text * 300, 7])))  # fmt: skip
+    elif kind == "bad context":
+        pairs[3] = ("Context", draw(st.sampled_from([
+            {context_key: f" {context_value}"}, {context_key: context_value * 200},
+            {context_key: [context_value]}, {f"{k}{context_key}": phone for k in "abcdef"},
+            {context_key: {phone: context_value}},
+        ])))  # fmt: skip
+    elif kind == "duplicate":
+        key = draw(st.sampled_from(["MessageBody", "Context", "DestinationPhoneNumber"]))
+        pairs.append((key, phone))
+    elif kind == "nested duplicate":
+        inner = _json_object([(context_key, context_value), (context_key, phone)])
+        raw = _json_object(pairs[:3]) [:-1] + f', "Context": {inner}' + "}"  # fmt: skip
+        return raw, [phone, body_text, context_key, context_value], None
+    else:  # no content
+        del pairs[2]
+    personal = [phone, body_text, context_key, context_value]
+    return _json_object(pairs), personal, unknown
+
+
+@settings(FAST, max_examples=500)
+@given(leaky_bodies())
+def test_no_request_text_reaches_error_reason_or_message(
+    case: tuple[str, list[str], str | None],
+) -> None:
+    """ErrorReason (``field``) and ErrorMessage (``message``) are built from our own text:
+    no phone number, body or Context key or value of the request ever appears in them. The
+    one exception is an unknown key's name when ``reportable_key`` shows it (letters and '_'
+    only, no digit): a producer who used a text of that shape as a key name sees it named."""
+    raw, personal, unknown = case
+    result = parse_request(raw, sqs_message_id=SQS_ID)
+    assert isinstance(result, InvalidRequest), raw
+    shown = reportable_key(unknown) if unknown is not None else "UNNAMED_KEY"
+    assert result.field in {*ORDER, "body", "UNNAMED_KEY", shown}
+    allowed = OUR_TEXT + "\n" + shown
+    event(f"ErrorReason {'named' if result.field == shown != 'UNNAMED_KEY' else result.field}")
+    for text in (result.field, result.message):
+        for value in personal:
+            if value in allowed:
+                continue  # spelled like our own words: finding it proves nothing
+            assert value not in text, (value, text)
+            digits = re.sub(r"[^0-9]", "", value)
+            if len(digits) >= 7:
+                assert digits[-7:] not in text, (value, text)

@@ -34,7 +34,7 @@ from typing import Any
 import structlog
 
 from worker.aws.errors import describe, is_unavailable
-from worker.backoff import compute_backoff_s
+from worker.backoff import backoff_ceiling_s, compute_backoff_s
 from worker.health import DYNAMODB, SMS, DependencyHealth
 from worker.logs import get_logger
 from worker.metrics import Metrics
@@ -416,8 +416,9 @@ class Pipeline:
 
     def _redelivery_delay_s(self, receive_count: int, error: SendError) -> int:
         s = self._s
-        delay = s.redelivery_base_delay_s * 2 ** max(0, receive_count - 1)
-        delay = min(delay, s.redelivery_max_delay_s)
+        delay = backoff_ceiling_s(
+            receive_count, s.redelivery_base_delay_s, s.redelivery_max_delay_s
+        )
         if error.kind is ErrorKind.ACCOUNT:
             delay = max(delay, math.ceil(self._cooldown.remaining_s))
         return int(delay)

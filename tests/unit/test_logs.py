@@ -45,3 +45,17 @@ def test_identity_labels_are_unique_and_masked() -> None:
     assert a != b and a.startswith("+1***00#") and b.startswith("+1***00#")
     assert identity_label("+12065550100") == a  # stable
     assert identity_label("pool-abc") == "pool-abc"  # not personal data: as it is
+    bare = identity_label("12065550100")  # a number given without its '+'
+    assert bare.startswith("***00#") and "2065550100" not in bare
+
+
+def test_numbers_written_with_separators_are_masked(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", "json")
+    get_logger("t").warning(
+        "send_failed",
+        detail="to +1 (206) 555-0100, +44 7911 123456 and +33 6.12.34.56.78",
+        request_id="r-00000001",
+    )
+    event = json.loads(capsys.readouterr().err.strip())
+    assert event["detail"] == "to +1***00, +44***56 and +33***78"
+    assert event["request_id"] == "r-00000001"  # our own ids are not phone numbers

@@ -203,13 +203,18 @@ def test_unconfigured_buckets_are_bounded_and_idle_ones_expire() -> None:
     a bucket is dropped only at rest, so no reservation and no throttle is forgotten."""
     clock = Clock()
     limiter = RateLimiter(
-        {"default": 10.0, "pool-kept": 5.0}, 0.1, clock, max_buckets=3, idle_expiry_s=60
+        {"default": 10.0, "pool-kept": 5.0},
+        0.1,
+        clock,
+        max_buckets=3,
+        idle_expiry_s=60,
+        in_use_s=0,
     )
     limiter.bucket("pool-kept")
     for n in range(10):
         limiter.bucket(f"sender-{n}")
         clock.now += 1.0  # each at rest again a second later (10 MPS)
-    assert len(limiter.buckets()) <= 3 + 1  # the cap, plus what the check just added
+    assert len(limiter.buckets()) <= 3 + 1  # the cap, plus the configured one
     assert "pool-kept" in limiter.buckets()  # configured identities always stay
     busy = limiter.bucket("busy")
     for _ in range(20):
@@ -217,8 +222,125 @@ def test_unconfigured_buckets_are_bounded_and_idle_ones_expire() -> None:
     busy.on_throttle()
     for n in range(10, 20):
         limiter.bucket(f"sender-{n}")
-    assert "busy" in limiter.buckets()  # booked ahead and slowed: never dropped
+    assert limiter.buckets()["busy"] is busy  # booked ahead and slowed: never dropped
     clock.now += 600
     limiter.bucket("late")
     assert set(limiter.buckets()) == {"pool-kept", "late"}  # idle ones expired
     assert [i for i, _ in limiter.most_recent(1)] == ["late"]
+
+
+def test_configured_identities_keep_their_bucket_however_idle() -> None:
+    clock = Clock()
+    limiter = RateLimiter(
+        {"default": 10.0, "pool-a": 5.0, "+12065550100": 1.0},
+        0.1,
+        clock,
+        max_buckets=2,
+        idle_expiry_s=60,
+        in_use_s=0,
+    )
+    kept = {name: limiter.bucket(name) for name in ("pool-a", "+12065550100")}
+    clock.now += 10_000
+    for n in range(50):
+        limiter.bucket(f"sender-{n}")
+        clock.now += 1.0
+    assert limiter.snapshot().total <= 2 + 2
+    for name, bucket in kept.items():
+        assert limiter.buckets()[name] is bucket
+        assert limiter.bucket(name) is bucket
+    assert limiter.bucket("pool-a").ceiling_mps == 5.0
+
+
+def test_over_the_cap_the_least_recently_used_bucket_at_rest_goes() -> None:
+    clock = Clock()
+    limiter = RateLimiter({"default": 10.0}, 0.1, clock, max_buckets=3, in_use_s=5)
+    for name in ("a", "b", "c"):
+        limiter.bucket(name)
+        clock.now += 10
+    limiter.bucket("a")  # used again: now the most recent
+    clock.now += 10
+    limiter.bucket("d")
+    assert set(limiter.buckets()) == {"a", "c", "d"}  # b was the least recently used
+    limiter.bucket("e")
+    assert set(limiter.buckets()) == {"a", "d", "e"}
+
+
+def test_a_bucket_handed_out_recently_is_kept_over_the_cap_for_a_while() -> None:
+    """A caller may still hold a bucket (a request lives up to a token wait and a lease): a
+    flood of new identities exceeds the cap for ``in_use_s`` and then falls back under it."""
+    clock = Clock()
+    limiter = RateLimiter({"default": 10.0}, 0.1, clock, max_buckets=10, in_use_s=120)
+    held = limiter.bucket("held")
+    for n in range(40):
+        limiter.bucket(f"flood-{n}")
+        clock.now += 0.5  # 20 s of new identities, all at rest
+    assert len(limiter.buckets()) == 41  # none dropped: each might be in a caller's hands
+    assert limiter.buckets()["held"] is held
+    clock.now += 120
+    for n in range(10):
+        limiter.bucket(f"later-{n}")
+    assert len(limiter.buckets()) == 10  # each new bucket's pass dropped up to 8 old ones
+    assert "held" not in limiter.buckets()
+    assert {f"later-{n}" for n in range(10)} == set(limiter.buckets())
+
+
+def test_booked_ahead_or_slowed_buckets_are_never_dropped_and_do_not_block_the_others() -> None:
+    clock = Clock()
+    limiter = RateLimiter(
+        {"default": 10.0}, 0.1, clock, max_buckets=4, idle_expiry_s=60, in_use_s=0
+    )
+    booked = limiter.bucket("booked")
+    for _ in range(100):
+        booked.reserve()  # ten seconds booked ahead
+    slowed = limiter.bucket("slowed")
+    slowed.on_throttle()  # its rate is lowered; nothing booked
+    clock.now += 2.0
+    for n in range(30):
+        limiter.bucket(f"sender-{n}")
+        clock.now += 0.1
+    assert limiter.buckets()["booked"] is booked
+    assert limiter.buckets()["slowed"] is slowed and slowed.rate_mps < slowed.ceiling_mps
+    # They were moved past, not stuck at the front: the others stayed under the cap.
+    assert len(limiter.buckets()) <= 4 + 2
+    # At rest again (slots passed, rate recovered) they go like any other.
+    clock.now += IdentityBucket.recovery_s + 60
+    limiter.bucket("new")
+    limiter.snapshot()
+    assert "booked" not in limiter.buckets() and "slowed" not in limiter.buckets()
+
+
+def test_idle_buckets_expire_under_the_cap_too() -> None:
+    clock = Clock()
+    limiter = RateLimiter({"default": 10.0}, 0.1, clock, idle_expiry_s=300)
+    for n in range(5):
+        limiter.bucket(f"sender-{n}")
+    clock.now += 299
+    limiter.bucket("sender-0")  # used again: not idle
+    assert limiter.snapshot().total == 5  # nothing idle for 300 s yet
+    clock.now += 2
+    assert [i for i, _ in limiter.snapshot().recent] == ["sender-0"]
+    assert len(limiter.buckets()) == 1
+
+
+def test_snapshot_names_the_most_recent_and_aggregates_the_rest() -> None:
+    clock = Clock()
+    limiter = RateLimiter({"default": 10.0, "pool-a": 5.0}, 0.1, clock)
+    limiter.bucket("pool-a")
+    for n in range(120):
+        clock.now += 0.01
+        bucket = limiter.bucket(f"sender-{n}")
+        if n < 3:
+            bucket.on_throttle()
+            for _ in range(20):
+                bucket.reserve()
+    view = limiter.snapshot()
+    assert len(view.recent) == 50
+    assert [i for i, _ in view.recent] == [f"sender-{n}" for n in range(119, 69, -1)]
+    assert view.others == 71 and view.total == 121  # 70 senders and pool-a
+    assert view.others_slowed == 3
+    assert view.others_max_wait_s > 1.0  # the throttled ones are booked ahead
+    assert limiter.snapshot(0).recent == () and limiter.snapshot(0).others == 121
+    assert limiter.most_recent(2) == list(limiter.snapshot(2).recent)
+    clock.now += 0.01
+    limiter.bucket("pool-a")
+    assert limiter.snapshot(1).recent[0][0] == "pool-a"  # configured ones rank by use too

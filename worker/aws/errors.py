@@ -29,6 +29,27 @@ THROTTLING_CODES = frozenset(
     }
 )
 CONDITION_FAILED = "ConditionalCheckFailedException"
+# Credentials that are missing, wrong or expired, as the services and botocore name it: no
+# call would succeed until someone fixes them.
+CREDENTIAL_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "InvalidSignatureException",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+        "MissingAuthenticationTokenException",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidSecurity",
+        "AuthFailure",
+        "NoCredentialsError",
+        "PartialCredentialsError",
+    }
+)
 
 
 def error_code(exc: BaseException) -> str | None:

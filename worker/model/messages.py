@@ -1,7 +1,12 @@
 """Human-readable statements of the contract's rules and of what was wrong with a body.
 
 Messages name keys and JSON types but never echo a value: a value may be a phone number or
-a message body, which is personal data and must not reach logs or the status table.
+a message body, which is personal data and must not reach logs or the status table. Nor do
+they echo a key the contract does not know unless it is shaped like a parameter name (see
+:func:`reportable_key`): a key is the producer's text too. Every message here, and every
+``InvalidRequest.field`` (the status table's ``ErrorReason``), is built from our own text:
+rule sentences, contract key names, JSON type names and pydantic's error *types* (never its
+``input`` or its ``msg``).
 """
 
 from __future__ import annotations
@@ -69,26 +74,31 @@ NO_CONTENT = "A request needs MessageBody or MediaUrls (or both); got neither"
 UNEXPECTED = "The body could not be checked because of an internal error; report this"
 
 KEY_NAME_MAX = 100
-#: What ErrorReason says for a key whose name is not shown (see ``reportable_key``).
+#: What ErrorReason says for an unknown key whose name is not shown (see ``reportable_key``).
 UNNAMED_KEY = "UNNAMED_KEY"
-# A name shaped like an API parameter: letters, then letters, digits (at most three), '_' or
-# '-'. A producer's key that is not shaped so (a phone number, an e-mail address, a person's
-# name with a space) may be personal data, and is never written to the table or a log.
-_PLAIN_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+# The shape of a parameter name: ASCII letters, words possibly joined by '_' (MessageBody,
+# messageBody, message_body), at most 64 characters, no digit at all. A producer's key not
+# shaped so (a phone number, an account or order number, an e-mail address, a person's name
+# with a space, a sentence of a message body) may be personal data: it is never written to
+# the status table or a log, not even in part.
+_PLAIN_KEY = re.compile(r"[A-Za-z]+(?:_[A-Za-z]+)*")
+_PLAIN_KEY_MAX = 64
 
 
 def reportable_key(key: str) -> str:
-    """The key's name when it is one of ours or shaped like a parameter name, else
-    ``UNNAMED_KEY``: a key name is the producer's text, and could be personal data."""
+    """What ErrorReason may say for ``key``: its name when it is one of the contract's keys
+    (those come from our model) or shaped like a parameter name (letters and '_' only, no
+    digit, at most 64 characters), else ``UNNAMED_KEY``: a key name is the producer's text,
+    and could be personal data."""
     if key in rules.CONTRACT_KEYS:
         return key
-    if _PLAIN_KEY.fullmatch(key) and sum(c.isdigit() for c in key) <= 3:
+    if len(key) <= _PLAIN_KEY_MAX and _PLAIN_KEY.fullmatch(key):
         return key
     return UNNAMED_KEY
 
 
 def safe_key(key: str) -> str:
-    """A key name fit for a message (kept for callers that quote names; see reportable_key)."""
+    """A key name fit for a message or ErrorReason; the same as :func:`reportable_key`."""
     return reportable_key(key)
 
 
@@ -97,9 +107,17 @@ def _quoted(key: str) -> str:
     return "A key" if name == UNNAMED_KEY else f"Key '{name}'"
 
 
-def _closest(key: str) -> str:
-    match = difflib.get_close_matches(key, sorted(rules.CONTRACT_KEYS), n=1, cutoff=0.6)
-    return f" (did you mean {match[0]}?)" if match else ""
+def closest_key(key: str) -> str | None:
+    """The contract key ``key`` is most likely a misspelling of, if any (by ``difflib``,
+    ignoring case). The answer is always one of our keys, never the producer's text."""
+    folded = {name.lower(): name for name in rules.CONTRACT_KEYS}
+    match = difflib.get_close_matches(key[:KEY_NAME_MAX].lower(), sorted(folded), 1, 0.6)
+    return folded[match[0]] if match else None
+
+
+def _hint(key: str) -> str:
+    match = closest_key(key)
+    return f" (did you mean {match}?)" if match else ""
 
 
 def json_kind(value: object) -> str:
@@ -125,7 +143,8 @@ def body_error(got: str) -> str:
 
 
 def unknown_key(key: str) -> str:
-    hint = _closest(key) if reportable_key(key) != UNNAMED_KEY else ""
+    """An unknown key: named only when :func:`reportable_key` allows it, with a hint of the
+    contract key it most likely misspells (a hint is our text: given either way)."""
     unnamed = (
         " (its name is not shown: it is not shaped like a parameter name)"
         if reportable_key(key) == UNNAMED_KEY
@@ -133,7 +152,7 @@ def unknown_key(key: str) -> str:
     )
     return (
         f"{_quoted(key)} is not a SendMediaMessage parameter nor an envelope key{unnamed}"
-        f"{hint}; keys are case-sensitive: remove it or correct its spelling"
+        f"{_hint(key)}; keys are case-sensitive: remove it or correct its spelling"
     )
 
 

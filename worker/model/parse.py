@@ -35,7 +35,9 @@ class InvalidRequest:
     """A body that must not be sent, with what is known about it for the status record."""
 
     request_id: str  # the body's RequestId when that key is valid, else the SQS MessageId
-    field: str  # the first invalid key's name, or "body" when the body is not a JSON object
+    # ErrorReason: the first invalid key's name ("body" when the body is not a JSON object),
+    # or UNNAMED_KEY for an unknown key whose name might be personal data (reportable_key).
+    field: str
     message: str  # what is wrong and what to do; never holds a value from the body
     campaign_id: str | None = None  # CampaignId when that key is valid
     destination: str | None = None  # DestinationPhoneNumber when that key is valid
@@ -94,7 +96,10 @@ def _decode(body: str | bytes) -> object:
             parse_float=_no_overflow,
         )
     except json.JSONDecodeError as exc:
-        raise _BodyError(f"text that is not JSON ({exc.msg} at character {exc.pos})") from None
+        # The decoder's own words, cut before any ':' (the pure-Python decoder quotes the
+        # offending character there): a message never holds text from the body.
+        what = exc.msg.split(":", 1)[0].strip()
+        raise _BodyError(f"text that is not JSON ({what} at character {exc.pos})") from None
     except RecursionError:
         raise _BodyError("JSON nested too deeply") from None
     except ValueError:  # e.g. an integer literal beyond Python's digit limit

@@ -20,6 +20,7 @@ from botocore.exceptions import (
     NoRegionError,
 )
 
+from worker.aws.errors import CREDENTIAL_CODES
 from worker.masking import mask_text
 
 TABLE_ENV = "SMS_WORKER_TABLE"
@@ -94,7 +95,7 @@ def explain_client_error(exc: ClientError, table: str | None = None) -> str:
             f"{operation} was denied ({message}): grant this identity that permission on "
             "the resource, or run with a role that has it"
         )
-    if code in ("UnrecognizedClientException", "InvalidClientTokenId", "ExpiredTokenException"):
+    if code in CREDENTIAL_CODES:
         return f"{operation}: the AWS credentials were rejected ({code}): refresh them"
     return f"{operation} failed: {code}: {message}"
 

@@ -11,7 +11,6 @@ once), and errors about the queue or the credentials, which stop the whole run
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -30,9 +29,10 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
+from worker.aws.errors import CREDENTIAL_CODES, THROTTLING_CODES
+from worker.backoff import compute_backoff_s
 from worker.masking import mask_text
 from worker.producer.outcomes import (
-    CREDENTIAL_CODES,
     KMS_CODES,
     QUEUE_MISSING_CODES,
     EntryFailure,
@@ -46,18 +46,13 @@ MAX_BATCH_BYTES = 256 * 1024
 _MESSAGE_MAX = 300
 
 _FATAL = QUEUE_MISSING_CODES | CREDENTIAL_CODES | KMS_CODES
-_THROTTLED = frozenset(
-    {
-        "RequestThrottled",
-        "ThrottlingException",
-        "Throttling",
-        "KmsThrottled",
-        "ServiceUnavailable",
-        "InternalError",
-        "InternalFailure",
-        "RequestTimeout",
-    }
-)
+_THROTTLED = THROTTLING_CODES | {
+    "KmsThrottled",
+    "ServiceUnavailable",
+    "InternalError",
+    "InternalFailure",
+    "RequestTimeout",
+}
 
 
 class Kind(Enum):
@@ -85,8 +80,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(max, base * 2^(attempt-1))]."""
-        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
-        return random.uniform(0, ceiling)
+        return compute_backoff_s(attempt, self.backoff_base_s, self.backoff_max_s)
 
 
 @dataclass

@@ -8,23 +8,6 @@ from dataclasses import dataclass, field
 QUEUE_MISSING_CODES = frozenset(
     {"QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue", "InvalidAddress"}
 )
-CREDENTIAL_CODES = frozenset(
-    {
-        "AccessDenied",
-        "AccessDeniedException",
-        "InvalidClientTokenId",
-        "UnrecognizedClientException",
-        "SignatureDoesNotMatch",
-        "IncompleteSignature",
-        "MissingAuthenticationToken",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "InvalidSecurity",
-        "AuthFailure",
-        "NoCredentialsError",
-        "PartialCredentialsError",
-    }
-)
 KMS_CODES = frozenset(
     {
         "KmsAccessDenied",

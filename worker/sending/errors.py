@@ -17,6 +17,7 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
+from worker.aws.errors import CREDENTIAL_CODES, THROTTLING_CODES
 from worker.masking import mask_text
 
 
@@ -29,21 +30,8 @@ class ErrorKind(enum.Enum):
 PERMANENT_CODES = frozenset(
     {"ValidationException", "ConflictException", "ResourceNotFoundException"}
 )
-ACCOUNT_CODES = frozenset(
-    {
-        "AccessDeniedException",
-        "ServiceQuotaExceededException",
-        # Credentials that stopped working are account-wide too: no request would succeed.
-        "UnrecognizedClientException",
-        "InvalidClientTokenId",
-        "InvalidSignatureException",
-        "SignatureDoesNotMatch",
-        "ExpiredTokenException",
-        "ExpiredToken",
-        "MissingAuthenticationTokenException",
-    }
-)
-THROTTLING_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "Throttling"})
+# Credentials that stopped working are account-wide too: no request would succeed.
+ACCOUNT_CODES = frozenset({"ServiceQuotaExceededException"}) | CREDENTIAL_CODES
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +68,8 @@ def classify(exc: BaseException) -> SendError | None:
         if status >= 500 and code not in PERMANENT_CODES:
             kind = ErrorKind.TRANSIENT
         # The provider's message may echo the destination: it never reaches the table whole.
-        safe = mask_text(message, bare_digits=True)[:500]
-        return SendError(kind, code, str(reason) if reason else None, safe)
+        masked = _provider_text(message, 500) or ""
+        return SendError(kind, code, _provider_text(reason, 100), masked)
     if isinstance(
         exc,
         BotoConnectionError
@@ -96,6 +84,16 @@ def classify(exc: BaseException) -> SendError | None:
     if isinstance(exc, BotoCoreError):
         return SendError(ErrorKind.TRANSIENT, type(exc).__name__, None, _detail(exc), False)
     return None
+
+
+def _provider_text(text: object, limit: int) -> str | None:
+    """The provider's words fit for the status table and logs: its ``Message`` may echo the
+    destination (``+12065550100``, or ``12065550100`` or ``(206) 555-0100``), so every
+    phone-number-shaped run is masked (with bare digit runs) before the text is cut, and the
+    cut cannot leave a number half masked. None for no text."""
+    if not text:
+        return None
+    return mask_text(str(text), bare_digits=True)[:limit]
 
 
 def _detail(exc: BaseException) -> str:

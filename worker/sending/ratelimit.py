@@ -10,16 +10,27 @@ throttles counts once) and it climbs back linearly to the ceiling.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
 
 DEFAULT_KEY = "default"
 # Identities come from producers: the buckets of those not configured are kept in LRU order
-# and dropped once idle (see RateLimiter._evict), so a campaign of a million sender ids
-# cannot grow the worker's memory or its metrics without bound.
+# and dropped once idle and at rest (see RateLimiter._evict), so a campaign of a million
+# sender ids cannot grow the worker's memory or its metrics without bound.
 MAX_BUCKETS = 1_000
 IDLE_EXPIRY_S = 600.0
+# A caller may hold a bucket it was handed for as long as one request lives (a token wait of
+# up to max_token_wait_s, then a lease of lease_s of send retries): a bucket handed out more
+# recently than this is not dropped even over the cap, or its holder would go on booking
+# slots (and seeing throttles) in a bucket the limiter had forgotten, beside a new one.
+IN_USE_S = 120.0
+#: How many buckets one eviction pass looks at, at most: bucket() stays O(1).
+EVICT_SCAN_MAX = 8
+#: How many identities RateLimiter.snapshot() names by default; the rest are aggregated.
+SNAPSHOT_MAX = 50
 
 
 class IdentityBucket:
@@ -108,11 +119,76 @@ class IdentityBucket:
         self._tat = now + 1.0 / self.rate_mps
 
 
+class _Entry:
+    """A bucket and when it was last handed out."""
+
+    __slots__ = ("bucket", "last_used")
+
+    def __init__(self, bucket: IdentityBucket, last_used: float) -> None:
+        self.bucket = bucket
+        self.last_used = last_used
+
+
+@dataclass(frozen=True, slots=True)
+class LimiterSnapshot:
+    """A bounded view of the limiter for metrics and the progress log.
+
+    ``recent`` names at most ``limit`` identities, the most recently used first (configured
+    ones compete like the others); every other bucket is only counted, in ``others``, of
+    which ``others_slowed`` have a rate below their ceiling (a throttle not yet recovered)
+    and ``others_max_wait_s`` is the longest wait a request would have for its token.
+    """
+
+    recent: tuple[tuple[str, IdentityBucket], ...]
+    others: int
+    others_slowed: int
+    others_max_wait_s: float
+
+    @property
+    def total(self) -> int:
+        return len(self.recent) + self.others
+
+
+class _Buckets(Mapping[str, IdentityBucket]):
+    """The configured and the other buckets as one read-only mapping (a live view)."""
+
+    __slots__ = ("_configured", "_lru")
+
+    def __init__(self, configured: Mapping[str, _Entry], lru: Mapping[str, _Entry]) -> None:
+        self._configured = configured
+        self._lru = lru
+
+    def __getitem__(self, identity: str) -> IdentityBucket:
+        entry = self._lru.get(identity) or self._configured.get(identity)
+        if entry is None:
+            raise KeyError(identity)
+        return entry.bucket
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._configured
+        yield from self._lru
+
+    def __len__(self) -> int:
+        return len(self._configured) + len(self._lru)
+
+
 class RateLimiter:
     """Buckets by origination identity, created on first use from the configured limits.
 
-    Configured identities keep their bucket; the others live in least-recently-used order, at
-    most ``max_buckets`` of them, and one idle for ``idle_expiry_s`` and at rest is dropped."""
+    Identities named in ``limits_mps`` always keep their bucket. The others come from
+    producers and are bounded: they live in least-recently-used order and are dropped only
+    *at rest* (nothing booked ahead and the rate back at its ceiling, so a new bucket would
+    be the same and no reservation or throttle is forgotten): any idle for
+    ``idle_expiry_s``, and while there are more than ``max_buckets`` of them, the least
+    recently used ones not handed out for ``in_use_s`` (one handed out more recently may
+    still be in its caller's hands). So the cap is exceeded only while more than
+    ``max_buckets`` identities are busy (booked ahead, or recovering from a throttle for at
+    most ``IdentityBucket.recovery_s``) or were used within ``in_use_s``; never for longer.
+
+    ``bucket()`` is on the hot path and O(1) amortised: an eviction pass runs only when a
+    bucket is created and looks at no more than ``EVICT_SCAN_MAX`` buckets.
+    :meth:`snapshot` is the bounded view for metrics.
+    """
 
     def __init__(
         self,
@@ -122,56 +198,85 @@ class RateLimiter:
         *,
         max_buckets: int = MAX_BUCKETS,
         idle_expiry_s: float = IDLE_EXPIRY_S,
+        in_use_s: float = IN_USE_S,
     ) -> None:
         self._limits = dict(limits_mps)
         self._burst_s = burst_s
         self._clock = clock
         self._max = max_buckets
         self._idle_expiry_s = idle_expiry_s
-        self._buckets: OrderedDict[str, IdentityBucket] = OrderedDict()
-        self._last_used: dict[str, float] = {}
+        self._in_use_s = in_use_s
+        self._configured: dict[str, _Entry] = {}  # identities named in the limits: kept
+        self._lru: OrderedDict[str, _Entry] = OrderedDict()  # the others, oldest use first
+        self._view = _Buckets(self._configured, self._lru)
 
     def bucket(self, identity: str) -> IdentityBucket:
+        """The identity's bucket, created on first use (hot path: O(1) amortised)."""
         now = self._clock()
-        bucket = self._buckets.get(identity)
-        if bucket is None:
-            ceiling = self._limits.get(identity, self._limits.get(DEFAULT_KEY, 20.0))
-            bucket = IdentityBucket(ceiling, self._burst_s, self._clock)
-            self._buckets[identity] = bucket
-            self._evict(now)
+        entry = self._lru.get(identity)
+        if entry is not None:
+            self._lru.move_to_end(identity)
+            entry.last_used = now
+            return entry.bucket
+        entry = self._configured.get(identity)
+        if entry is not None:
+            entry.last_used = now
+            return entry.bucket
+        ceiling = self._limits.get(identity, self._limits.get(DEFAULT_KEY, 20.0))
+        entry = _Entry(IdentityBucket(ceiling, self._burst_s, self._clock), now)
+        if identity in self._limits:
+            self._configured[identity] = entry
         else:
-            self._buckets.move_to_end(identity)
-        self._last_used[identity] = now
-        return bucket
+            self._lru[identity] = entry
+            self._evict(now, spare_newest=True)
+        return entry.bucket
 
-    def _evict(self, now: float) -> None:
-        """Drop unconfigured buckets at rest from the least recently used end: all that are
-        idle past the expiry, and more while over the cap. O(1) amortised per new bucket."""
-        victims: list[str] = []
-        for identity, bucket in self._buckets.items():
-            if identity in self._limits:
-                continue
-            over = len(self._buckets) - len(victims) > self._max
-            idle = now - self._last_used.get(identity, now) >= self._idle_expiry_s
-            if not (over or idle):
-                break  # the rest were used more recently
-            if bucket.at_rest(now):
-                victims.append(identity)
-            elif not over:
-                break
-        for identity in victims:
-            del self._buckets[identity]
-            self._last_used.pop(identity, None)
+    def _evict(self, now: float, *, spare_newest: bool = False) -> None:
+        """Drop unconfigured buckets at rest from the least recently used end: those idle
+        past the expiry, and while over the cap those not used for ``in_use_s``. A bucket
+        the pass cannot drop (booked ahead or slowed) moves to the other end, so the pass goes
+        on past it next time; at most ``EVICT_SCAN_MAX`` buckets are looked at."""
+        scan = min(EVICT_SCAN_MAX, len(self._lru) - (1 if spare_newest else 0))
+        for _ in range(scan):
+            identity, entry = next(iter(self._lru.items()))
+            idle_s = now - entry.last_used
+            over = len(self._lru) > self._max and idle_s >= self._in_use_s
+            if not over and idle_s < self._idle_expiry_s:
+                return  # the others were used more recently (or were moved past)
+            if entry.bucket.at_rest(now):
+                del self._lru[identity]
+            else:
+                self._lru.move_to_end(identity)  # its last use, not its place, ranks it
 
     def buckets(self) -> Mapping[str, IdentityBucket]:
-        return self._buckets
+        """Every bucket kept now, configured and not (a live, unbounded view: for metrics
+        use :meth:`snapshot`)."""
+        return self._view
+
+    def snapshot(self, limit: int = SNAPSHOT_MAX) -> LimiterSnapshot:
+        """A bounded view for metrics: the ``limit`` most recently used identities by name,
+        the others aggregated. O(n log limit) in the buckets kept, at most ``max_buckets``
+        plus the configured and the busy ones; it drops expired buckets first."""
+        now = self._clock()
+        self._evict(now)
+        # Newest first, so that of buckets used at the same instant the later one ranks first.
+        entries = [*reversed(self._lru.items()), *self._configured.items()]
+        recent = heapq.nlargest(max(0, limit), entries, key=lambda item: item[1].last_used)
+        named = {identity for identity, _ in recent}
+        slowed, max_wait_s = 0, 0.0
+        for identity, entry in entries:
+            if identity in named:
+                continue
+            bucket = entry.bucket
+            slowed += bucket.rate_mps < bucket.ceiling_mps
+            max_wait_s = max(max_wait_s, bucket.next_wait_s())
+        return LimiterSnapshot(
+            recent=tuple((identity, entry.bucket) for identity, entry in recent),
+            others=len(entries) - len(recent),
+            others_slowed=slowed,
+            others_max_wait_s=max_wait_s,
+        )
 
     def most_recent(self, limit: int) -> list[tuple[str, IdentityBucket]]:
-        """The ``limit`` most recently used buckets, newest first (a bounded view for
-        metrics and the progress log)."""
-        out: list[tuple[str, IdentityBucket]] = []
-        for identity in reversed(self._buckets):
-            out.append((identity, self._buckets[identity]))
-            if len(out) >= limit:
-                break
-        return out
+        """The ``limit`` most recently used buckets, newest first (``snapshot(limit).recent``)."""
+        return list(self.snapshot(limit).recent)
