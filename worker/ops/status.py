@@ -68,7 +68,7 @@ def mask_record(record: dict[str, Any]) -> dict[str, Any]:
             elif key == "OriginationIdentity":
                 value = mask_identity(value)
             else:
-                value = mask_text(value)
+                value = mask_text(value, bare_digits=True)  # older rows: unmasked
         masked[key] = value
     return masked
 

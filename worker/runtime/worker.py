@@ -49,7 +49,12 @@ class Worker:
         self.metrics = Metrics()
         self.cooldown = Cooldown(settings.cooldown_s)
         self.health = DependencyHealth()
-        self.limiter = RateLimiter(settings.rate_limits, settings.rate_burst_s)
+        # A bucket stays while a request may hold it: a token wait, then a lease of retries.
+        self.limiter = RateLimiter(
+            settings.rate_limits,
+            settings.rate_burst_s,
+            in_use_s=settings.max_token_wait_s + settings.lease_s + 30,
+        )
         self.stopping = asyncio.Event()
         self.forced = asyncio.Event()
         self.ready = asyncio.Event()
