@@ -214,3 +214,22 @@ async def wait_for(predicate: Any, timeout_s: float = 60.0, interval_s: float = 
             return last
         await asyncio.sleep(interval_s)
     raise AssertionError(f"condition not met within {timeout_s}s; last value: {last!r}")
+
+
+@asynccontextmanager
+async def http_server(handler: Any, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """A real HTTP server on a free port that answers every ``POST /`` with ``handler``;
+    yields its URL (an IPv6 ``host`` is bracketed)."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_post("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, host, 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()

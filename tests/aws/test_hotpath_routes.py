@@ -16,6 +16,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from aiohttp import web
 from botocore.auth import _host_from_url
+from support import http_server
 
 from worker.aws.hotpath import endpoint_route, lean_client, proxy_route
 from worker.aws.sigv4 import canonical_host
@@ -58,17 +59,8 @@ async def ipv6_server() -> AsyncIterator[tuple[str, list[str]]]:
         hosts.append(request.headers["Host"])
         return web.json_response({})
 
-    app = web.Application()
-    app.router.add_post("/", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "::1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://[::1]:{port}", hosts
-    finally:
-        await runner.cleanup()
+    async with http_server(answer, "::1") as url:
+        yield url, hosts
 
 
 @pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback")

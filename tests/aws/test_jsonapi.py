@@ -19,7 +19,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError, EndpointConnectionError
 from structlog.testing import capture_logs
-from support import Aws, Env, Sandbox
+from support import Aws, Env, Sandbox, http_server
 
 from worker.aws.clients import SMS_SERVICE, AwsClients
 from worker.aws.hotpath import DynamoDBCalls, SqsCalls, lean_client, open_hot_path
@@ -238,22 +238,13 @@ async def test_a_corrupted_dynamodb_answer_is_retried_then_reported(
         calls += 1
         return web.json_response({"Item": {}}, headers={"x-amz-crc32": "12345"})
 
-    app = web.Application()
-    app.router.add_post("/", corrupt)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        async with get_session().create_client(
-            "dynamodb", endpoint_url=f"http://127.0.0.1:{port}"
-        ) as ddb:
-            api = await lean(ddb, http, max_attempts=3)
-            with pytest.raises(ClientError) as failed:
-                await api.call("GetItem", {"TableName": "t", "Key": {"RequestId": {"S": "x"}}})
-    finally:
-        await runner.cleanup()
+    async with (
+        http_server(corrupt) as url,
+        get_session().create_client("dynamodb", endpoint_url=url) as ddb,
+    ):
+        api = await lean(ddb, http, max_attempts=3)
+        with pytest.raises(ClientError) as failed:
+            await api.call("GetItem", {"TableName": "t", "Key": {"RequestId": {"S": "x"}}})
     assert failed.value.response["Error"]["Code"] == "CrcMismatch"
     assert calls == 3
 

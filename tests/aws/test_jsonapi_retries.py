@@ -19,6 +19,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from aiohttp import web
 from botocore.exceptions import ClientError
+from support import http_server
 
 from worker.aws.hotpath import lean_client
 
@@ -42,17 +43,9 @@ class Server:
 @pytest.fixture
 async def server() -> AsyncIterator[Server]:
     state = Server()
-    app = web.Application()
-    app.router.add_post("/", state.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    try:
+    async with http_server(state.handle) as url:
+        state.url = url
         yield state
-    finally:
-        await runner.cleanup()
 
 
 async def _clients(server: Server, stack: Any) -> tuple[Any, Any]:
