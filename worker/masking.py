@@ -48,14 +48,14 @@ def _digits(text: str) -> str:
     return "".join(c for c in text if "0" <= c <= "9")
 
 
+# Every assigned country calling code (1 to 3 digits; no code is a prefix of another).
+_COUNTRY_CODES = frozenset(str(code) for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+
+
 def _country_code(digits: str) -> str | None:
-    """The country calling code ``digits`` (an E.164 number without '+') starts with."""
-    try:
-        parsed = phonenumbers.parse("+" + digits, None)
-    except phonenumbers.NumberParseException:
-        return None
-    code = str(parsed.country_code)
-    return code if parsed.country_code and digits.startswith(code) else None
+    """The country calling code ``digits`` (an E.164 number without '+') starts with: a
+    lookup in phonenumbers' table (parsing the whole number cost 20 us a log line)."""
+    return next((digits[:n] for n in (1, 2, 3) if digits[:n] in _COUNTRY_CODES), None)
 
 
 def mask_phone(number: str) -> str:
