@@ -13,6 +13,12 @@ final (a quarter of it). Asserted on the status table, the sandbox's record of s
   request's last allowed receive, FAILED/RETRIES_EXHAUSTED in the dead-letter queue, as the
   contract says); the queue is empty; the dead-letter queue holds only final requests.
 
+Each test prints a JSON report of its cells (time to recover, calls faulted, statuses,
+destinations sent twice, valid requests ended ``RETRIES_EXHAUSTED``, dead letters, problems);
+a failing cell's problems name the requests lost, duplicated or not sent, with their statuses.
+Every worker's JSON log is under ``$SMS_WORKER_TEST_LOGS/faults/<run>/<cell>.log``, and no
+destination may appear in it unmasked.
+
 The cells of one dependency run side by side (each with its own queue, table, proxy and worker
 process, on moto servers of the test's own), so the matrix fits in CI: a cell whose
 dependency is down puts almost no load on moto, which is what bounds the others' pace.
@@ -21,6 +27,7 @@ dependency is down puts almost no load on moto, which is what bounds the others'
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import json
 import os
 import signal
@@ -59,7 +66,12 @@ MODES = {
     "sqs": ("reset", "hold", "5xx", "throttle"),
     "sms": ("reset", "hold", "5xx", "throttle", "cut"),
 }
-LOG_DIR = Path(os.environ.get("SMS_WORKER_TEST_LOGS", "/tmp/sms-worker-test-logs")) / "faults"
+# One directory per run: two runs at once (a local one and a CI clone's) do not mix their logs.
+LOG_DIR = (
+    Path(os.environ.get("SMS_WORKER_TEST_LOGS", "/tmp/sms-worker-test-logs"))
+    / "faults"
+    / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+)
 
 
 @dataclass
@@ -76,6 +88,12 @@ class Cell:
     fault_ended_at: float = 0.0
     final_at: float | None = None
     sent_twice: int = 0
+    most_sends: int = 0  # the most times the sandbox accepted one destination
+    exhausted: list[str] = field(default_factory=list)  # valid, RETRIES_EXHAUSTED (allowed)
+    statuses: dict[str, int] = field(default_factory=dict)
+    dead_letters: int = 0
+    log_path: Path | None = None
+    sends: dict[str, int] = field(default_factory=dict)  # accepted sends by destination
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -164,11 +182,12 @@ async def _run_cell(
     )
     cell.queue_url, cell.dlq_url, cell.table = res.queue_url, res.dlq_url, res.table
     upstream = sandbox_url if cell.dependency == "sms" else moto_url
-    async with FaultProxy(upstream) as proxy:
+    async with FaultProxy(upstream, service=cell.dependency) as proxy:
         cell.proxy = proxy
         await _enqueue(sqs, cell.queue_url, cell.bodies())
         LOG_DIR.mkdir(parents=True, exist_ok=True)
-        with (LOG_DIR / f"{cell.name}.log").open("wb") as log:
+        cell.log_path = LOG_DIR / f"{cell.name}.log"
+        with cell.log_path.open("wb") as log:
             cell.worker = subprocess.Popen(  # noqa: ASYNC220 (returns at once)
                 [sys.executable, "-m", "worker", "run"],
                 env=_cell_env(cell, moto_url, sandbox_url),
@@ -228,10 +247,15 @@ def _check(
     cell: Cell, items: dict[str, dict[str, Any]], sends: Counter[str], dead: list[str]
 ) -> None:
     statuses = Counter(i["Status"] for i in items.values())
+    cell.statuses = dict(statuses)
+    cell.dead_letters = len(dead)
     expected = {f"{cell.name}-{n}" for n in range(REQUESTS)}
     lost = sorted(expected - items.keys())
     if lost:
         cell.problems.append(f"{len(lost)} requests with no record: {lost[:5]}")
+    pending = sorted((r, i["Status"]) for r, i in items.items() if i["Status"] not in FINAL)
+    if pending:
+        cell.problems.append(f"{len(pending)} requests not final: {pending[:5]}")
     # A transient error the SMS API answered (5xx, throttling) on the last allowed receive
     # ends FAILED/RETRIES_EXHAUSTED, in the DLQ: the contract's outcome, not a loss.
     exhausted_ok = cell.dependency == "sms" and cell.mode in ("5xx", "throttle")
@@ -242,28 +266,53 @@ def _check(
         and items[r]["Status"] != "SENT"
         and not (exhausted_ok and items[r].get("ErrorCode") == "RETRIES_EXHAUSTED" and r in dead)
     ]
+    cell.exhausted = [
+        r
+        for r in (f"{cell.name}-{n}" for n in range(170))
+        if items.get(r, {}).get("ErrorCode") == "RETRIES_EXHAUSTED"
+    ]
     if not_sent:
         cell.problems.append(f"{len(not_sent)} valid requests not SENT: {not_sent[:5]}")
     mine = {cell.destination(n) for n in range(REQUESTS)}
     twice = {d: c for d, c in sends.items() if d in mine and c > 1}
+    request_of = {cell.destination(n): f"{cell.name}-{n}" for n in range(REQUESTS)}
     cell.sent_twice = len(twice)
+    cell.sends = {d: c for d, c in sends.items() if d in mine}
+    cell.most_sends = max((c for d, c in sends.items() if d in mine), default=0)
+    extra = sum(c - 1 for c in twice.values())
     allowed = cell.proxy.faulted["cut"] if cell.proxy is not None else 0
-    if len(twice) > allowed:
+    if len(twice) > allowed or extra > allowed:
+        dups = [
+            (request_of[d], c, items.get(request_of[d], {}).get("Status"))
+            for d, c in sorted(twice.items(), key=lambda dc: -dc[1])[:5]
+        ]
         cell.problems.append(
-            f"{len(twice)} destinations sent more than once (allowed {allowed}): "
-            f"{sorted(twice.items())[:5]}; statuses {dict(statuses)}"
+            f"{len(twice)} destinations sent more than once, {extra} sends beyond the first "
+            f"(allowed: {allowed}, the calls cut mid-flight); (request, sends, status): {dups}; "
+            f"statuses {dict(statuses)}"
         )
     if cell.proxy is None or not cell.proxy.faulted[cell.mode]:
         cell.problems.append("the fault hit no call: the campaign was over before it began")
     unrecorded = [r for r in dead if items.get(r, {}).get("Status") not in FINAL]
     if unrecorded:
         cell.problems.append(f"dead letters without a final status: {unrecorded[:5]}")
+    if cell.log_path is not None and cell.log_path.exists():
+        text = cell.log_path.read_text(errors="replace")
+        unmasked = sum(1 for d in mine if d in text)
+        if unmasked:
+            cell.problems.append(f"{unmasked} destinations unmasked in {cell.log_path}")
 
 
 async def _matrix(dependency: str, sandbox: Sandbox, moto_urls: list[str]) -> None:
     offset = {"dynamodb": 0, "sqs": 20, "sms": 40}[dependency]
     combos = [(m, d) for d in DURATIONS_S for m in MODES[dependency]]
     cells = [Cell(offset + k, dependency, m, d) for k, (m, d) in enumerate(combos)]
+    # SMS_WORKER_FAULT_CELLS=sms-cut-*,dynamodb-hold-20s runs only those cells (while debugging).
+    patterns = [p for p in os.environ.get("SMS_WORKER_FAULT_CELLS", "").split(",") if p]
+    if patterns:
+        cells = [c for c in cells if any(fnmatch.fnmatch(c.name, p) for p in patterns)]
+        if not cells:
+            pytest.skip(f"no {dependency} cell matches SMS_WORKER_FAULT_CELLS")
     await sandbox.configure(opted_out=[d for c in cells for d in c.opted_out()])
     session = get_session()
     async with AsyncExitStack() as stack:
@@ -288,12 +337,17 @@ async def _matrix(dependency: str, sandbox: Sandbox, moto_urls: list[str]) -> No
         c.name: {
             "recovered_s": None if c.final_at is None else round(c.final_at - c.fault_ended_at, 1),
             "faulted": dict(c.proxy.faulted) if c.proxy else {},
+            "statuses": c.statuses,
             "sent_twice": c.sent_twice,
+            "most_sends": c.most_sends,
+            "extra_sends": sum(max(0, n - 1) for n in c.sends.values()),
+            "retries_exhausted": len(c.exhausted),
+            "dead_letters": c.dead_letters,
             "problems": c.problems,
         }
         for c in cells
     }
-    print(json.dumps({"dependency": dependency, "cells": report}))
+    print(json.dumps({"dependency": dependency, "logs": str(LOG_DIR), "cells": report}))
     assert not any(c.problems for c in cells), json.dumps(report, indent=1)
 
 

@@ -8,7 +8,9 @@ like on the wire:
 ==============  ==========================================================================
 ``reset``       every connection reset, no HTTP answer
 ``hold``        requests held unanswered until the fault ends (clients time out)
-``5xx``         ``500 InternalServerError`` in the service's own error shape
+``5xx``         HTTP 500 in the service's own error shape (DynamoDB ``InternalServerError``,
+                SQS ``InternalError`` by its query-compatible header, the SMS API's
+                ``InternalServerException``)
 ``throttle``    the service's throttling error (``ProvisionedThroughputExceededException``,
                 ``ThrottlingException``; SQS's query-compatible ``RequestThrottled``)
 ``unprocessed`` DynamoDB ``BatchWriteItem`` answered with every item in ``UnprocessedItems``
@@ -16,9 +18,15 @@ like on the wire:
                 reset instead, as a call cut after the request was written
 ==============  ==========================================================================
 
+A fault lasts ``duration_s`` and touches every operation, or only those named (the
+``X-Amz-Target`` header's operation: ``UpdateItem``, ``ReceiveMessage``, ``SendMediaMessage``).
+``seen``, ``faulted`` (by mode) and ``faulted_by_operation`` count what the proxy did.
+
 Tests own it in-process (``async with FaultProxy(upstream) as proxy: proxy.inject(...)``);
-``python -m worker.devstack.faultproxy --upstream URL`` runs it alone, with
-``POST /_faultproxy/inject {"mode": ..., "duration_s": ..., "operations": [...]}``.
+``python -m worker.devstack.faultproxy --upstream URL`` runs it alone (a JSON ready line
+``{"event": "faultproxy_ready", "url": ...}``), with ``POST /_faultproxy/inject
+{"mode": ..., "duration_s": ..., "operations": [...]}``, ``POST /_faultproxy/clear`` and
+``GET /_faultproxy/stats``.
 """
 
 from __future__ import annotations
@@ -49,7 +57,19 @@ _HOP_BY_HOP = frozenset(
         "host",
     }
 )
-# The throttling error each service answers, by the X-Amz-Target prefix.
+# The X-Amz-Target prefix of each service (``service=``), for requests that lack one.
+SERVICES = {
+    "dynamodb": "DynamoDB_20120810",
+    "sqs": "AmazonSQS",
+    "sms": "PinpointSMSVoiceV2",
+}
+# The throttling and the 5xx error each service answers, by the X-Amz-Target prefix: the
+# ``__type`` and, for SQS (query-compatible), the ``x-amzn-query-error`` botocore reads.
+_INTERNAL = {
+    "DynamoDB_20120810": ("com.amazonaws.dynamodb.v20120810#InternalServerError", None),
+    "AmazonSQS": ("com.amazonaws.sqs#InternalServerError", "InternalError;Receiver"),
+    "PinpointSMSVoiceV2": ("InternalServerException", None),
+}
 _THROTTLE = {
     "DynamoDB_20120810": (
         "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
@@ -73,8 +93,18 @@ class Fault:
 class FaultProxy:
     """A reverse proxy to ``upstream`` on 127.0.0.1 (port 0: a free one)."""
 
-    def __init__(self, upstream: str, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        service: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        if service is not None and service not in SERVICES:
+            raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
         self.upstream = upstream.rstrip("/")
+        self.service = service
         self._host, self._port = host, port
         self._fault: Fault | None = None
         self._cleared = asyncio.Event()
@@ -83,6 +113,7 @@ class FaultProxy:
         self.url = ""
         self.seen: Counter[str] = Counter()  # requests by operation
         self.faulted: Counter[str] = Counter()  # faulted requests by mode
+        self.faulted_by_operation: Counter[str] = Counter()
 
     # -- control ---------------------------------------------------------------------------
     def inject(
@@ -92,6 +123,8 @@ class FaultProxy:
             raise ValueError(f"unknown fault mode {mode!r}; one of {', '.join(MODES)}")
         if duration_s <= 0:
             raise ValueError("duration_s must be > 0")
+        if mode == "unprocessed" and self.service not in (None, "dynamodb"):
+            raise ValueError("the unprocessed fault is DynamoDB's (BatchWriteItem)")
         ops = frozenset(operations) if operations is not None else None
         self._fault = Fault(mode, time.monotonic() + duration_s, ops)
         self._cleared.clear()
@@ -104,6 +137,15 @@ class FaultProxy:
     def _expire(self, fault: Fault) -> None:
         if self._fault is fault:
             self.clear()
+
+    def stats(self) -> dict[str, Any]:
+        """What the proxy saw and did, by operation and by mode."""
+        return {
+            "active": self.active,
+            "seen": dict(self.seen),
+            "faulted": dict(self.faulted),
+            "faulted_by_operation": dict(self.faulted_by_operation),
+        }
 
     @property
     def active(self) -> str | None:
@@ -120,6 +162,8 @@ class FaultProxy:
         )
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_post("/_faultproxy/inject", self._admin_inject)
+        app.router.add_post("/_faultproxy/clear", self._admin_clear)
+        app.router.add_get("/_faultproxy/stats", self._admin_stats)
         app.router.add_route("*", "/{tail:.*}", self._forward)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
@@ -145,6 +189,7 @@ class FaultProxy:
         target = request.headers.get("X-Amz-Target", "")
         prefix, _, operation = target.partition(".")
         operation = operation or request.method
+        prefix = prefix or SERVICES.get(self.service or "", "")
         self.seen[operation] += 1
         body = await request.read()
         fault = self._fault
@@ -155,6 +200,7 @@ class FaultProxy:
             mode = None
         if mode is not None:
             self.faulted[mode] += 1
+            self.faulted_by_operation[operation] += 1
         if mode == "reset":
             _reset(request)
             raise web.HTTPInternalServerError  # never sent: the transport is gone
@@ -163,9 +209,8 @@ class FaultProxy:
             _reset(request)
             raise web.HTTPInternalServerError
         if mode == "5xx":
-            return _error(
-                500, f"{prefix or 'Service'}#InternalServerError", "InternalError;Receiver"
-            )
+            error_type, query_error = _INTERNAL.get(prefix, ("InternalServerError", None))
+            return _error(500, error_type, query_error)
         if mode == "throttle":
             error_type, query_error = _THROTTLE.get(prefix, ("ThrottlingException", None))
             return _error(400, error_type, query_error)
@@ -185,16 +230,24 @@ class FaultProxy:
             return web.Response(body=answer, status=up.status, headers=out_headers)
 
     async def _admin_inject(self, request: web.Request) -> web.Response:
-        spec: dict[str, Any] = await request.json()
         try:
+            spec: dict[str, Any] = await request.json()
+            operations = spec.get("operations")
             self.inject(
                 str(spec["mode"]),
                 float(spec["duration_s"]),
-                set(spec["operations"]) if spec.get("operations") else None,
+                {str(op) for op in operations} if operations else None,
             )
-        except (KeyError, ValueError) as exc:
-            return web.json_response({"error": str(exc)}, status=400)
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=400)
         return web.json_response({"mode": spec["mode"], "duration_s": spec["duration_s"]})
+
+    async def _admin_clear(self, request: web.Request) -> web.Response:
+        self.clear()
+        return web.json_response(self.stats())
+
+    async def _admin_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
 
 
 def _reset(request: web.Request) -> None:
@@ -219,8 +272,8 @@ def _error(status: int, error_type: str, query_error: str | None) -> web.Respons
     )
 
 
-async def _serve(upstream: str, port: int) -> None:
-    async with FaultProxy(upstream, port=port) as proxy:
+async def _serve(upstream: str, port: int, service: str | None) -> None:
+    async with FaultProxy(upstream, service=service, port=port) as proxy:
         print(json.dumps({"event": "faultproxy_ready", "url": proxy.url}), flush=True)
         await asyncio.Event().wait()
 
@@ -231,9 +284,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--upstream", required=True, help="URL of the server to front")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one)")
+    parser.add_argument(
+        "--service", choices=sorted(SERVICES), help="the upstream's service (default: by header)"
+    )
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.upstream, args.port))
+        asyncio.run(_serve(args.upstream, args.port, args.service))
 
 
 if __name__ == "__main__":
