@@ -33,7 +33,6 @@ class _State:
     failing_since: float | None = None
     last_error: str | None = None
     errors_total: int = 0
-    outages_total: int = 0
 
 
 @dataclass
@@ -62,7 +61,6 @@ class DependencyHealth:
         state.last_error = error
         if state.failing_since is None:
             state.failing_since = self.clock()
-            state.outages_total += 1
             state.recovered.clear()
             log.warning(
                 "dependency_failing",

@@ -97,11 +97,6 @@ def reportable_key(key: str) -> str:
     return UNNAMED_KEY
 
 
-def safe_key(key: str) -> str:
-    """A key name fit for a message or ErrorReason; the same as :func:`reportable_key`."""
-    return reportable_key(key)
-
-
 def _quoted(key: str) -> str:
     name = reportable_key(key)
     return "A key" if name == UNNAMED_KEY else f"Key '{name}'"
