@@ -30,7 +30,8 @@ from worker.metrics import Metrics
 from worker.sending.errors import ErrorKind
 from worker.sending.ratelimit import RateLimiter
 from worker.sending.sender import Sender
-from worker.status.store import FAILED, Claim, Outcome, RequestInfo, StatusStore
+from worker.status.model import Status
+from worker.status.store import Claim, Outcome, RecordFields, StatusStore
 
 
 async def test_dynamodb_down_strands_nothing_and_pauses_receiving(
@@ -84,17 +85,17 @@ async def test_a_retried_final_write_that_finds_its_own_outcome_succeeds(
     aws: Aws, env: Env
 ) -> None:
     store = StatusStore(aws.ddb, env.table, lease_s=30, ttl_days=1)
-    info = RequestInfo("own-1", "m-1", 1)
+    info = RecordFields("own-1", "m-1", 1)
     claim = await store.claim(info)
     assert isinstance(claim, Claim)
-    outcome = Outcome(FAILED, error_code="ValidationException", error_reason="X")
-    assert await store.finish(claim, info, outcome, 1) is None
+    outcome = Outcome(Status.FAILED, error_code="ValidationException", error_reason="X")
+    assert await store.write_outcome(claim, info, outcome, 1) is None
     # The same write again (as when its answer was lost and the client retried): ours.
-    assert await store.finish(claim, info, outcome, 1) is None
+    assert await store.write_outcome(claim, info, outcome, 1) is None
     # Another claim's token is refused and sees the record as it stands.
     other = Claim("own-1", "not-our-token", 1, claim.lease_until_ms)
-    lost = await store.finish(other, info, outcome, 1)
-    assert lost is not None and lost.status == FAILED
+    lost = await store.write_outcome(other, info, outcome, 1)
+    assert lost is not None and lost.status == Status.FAILED
 
 
 async def test_no_retry_starts_that_could_outlast_the_lease(

@@ -26,7 +26,7 @@ from support import (
 )
 
 from worker.status.counters import read_campaign
-from worker.status.store import Claim, RequestInfo, StatusStore
+from worker.status.store import Claim, RecordFields, StatusStore
 
 pytestmark = pytest.mark.slow
 FINAL = {"SENT", "FAILED", "EXPIRED"}
@@ -116,7 +116,7 @@ async def test_concurrent_conditional_claims_are_atomic(aws: Aws, env: Env) -> N
     """The claim is only as strong as the server's conditional write: check ours is atomic."""
     store = StatusStore(aws.ddb, env.table, lease_s=30, ttl_days=1)
     for n in range(5):
-        info = RequestInfo(f"race-{n}", "m", 1)
+        info = RecordFields(f"race-{n}", "m", 1)
         results = await asyncio.gather(*(store.claim(info) for _ in range(25)))
         assert sum(isinstance(r, Claim) for r in results) == 1
 

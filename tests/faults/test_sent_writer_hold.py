@@ -13,14 +13,14 @@ from worker.devstack.faultproxy import FaultProxy
 from worker.health import DYNAMODB, DependencyHealth
 from worker.status.codec import decode_item
 from worker.status.sent_writer import SentAbandoned, SentWriter
-from worker.status.store import Claim, RequestInfo
+from worker.status.store import Claim, RecordFields
 
 # No client retries: the writer's own holding is what is tested.
 ONE_CALL = AioConfig(retries={"total_max_attempts": 1})
 
 
-def _claim(n: int) -> tuple[Claim, RequestInfo]:
-    return Claim(f"held-{n}", "tok", 1, 0, {}), RequestInfo(f"held-{n}", f"m-{n}", 1)
+def _claim(n: int) -> tuple[Claim, RecordFields]:
+    return Claim(f"held-{n}", "tok", 1, 0, {}), RecordFields(f"held-{n}", f"m-{n}", 1)
 
 
 @pytest.mark.parametrize("mode", ["unprocessed", "reset", "throttle"])

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from worker.status.counters import CampaignProgress
-from worker.status.store import EXPIRED, FAILED, SENT
+from worker.status.model import Status
+
+SENT, FAILED, EXPIRED = Status.SENT, Status.FAILED, Status.EXPIRED
 
 MIN_AVERAGE_SPAN_S = 1.0
 

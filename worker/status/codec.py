@@ -12,7 +12,7 @@ def encode_value(value: Any) -> dict[str, Any]:
     if isinstance(value, int | float | Decimal):
         return {"N": str(value)}
     if isinstance(value, str):
-        return {"S": value}
+        return {"S": str(value)}  # a StrEnum (a Status) as its plain value
     if value is None:
         return {"NULL": True}
     if isinstance(value, dict):

@@ -45,7 +45,10 @@ from worker.status.expected import (
     check_campaign_id,
     counter_key,
 )
-from worker.status.store import EXPIRED, FAILED, FINAL_STATUSES, SENT, now_iso
+from worker.status.model import Status, counted_statuses, counts_as_done
+from worker.status.store import now_iso
+
+SENT, FAILED, EXPIRED = Status.SENT, Status.FAILED, Status.EXPIRED
 
 ERROR_PREFIX = "FAILED#"
 UNKNOWN_ERROR = "UNKNOWN"
@@ -109,7 +112,7 @@ class CampaignCounters:
 
     def record(self, campaign_id: str, status: str, error_code: str | None) -> None:
         """Count one request's final outcome (call once, when its final record was written)."""
-        if status not in FINAL_STATUSES:
+        if not counts_as_done(status):
             raise ValueError(
                 f"status {status!r} is not final: record only {SENT}, {FAILED} or {EXPIRED}, "
                 "once per request, after its final status was written"
@@ -245,11 +248,11 @@ class CampaignProgress:
     @property
     def done(self) -> int:
         """Requests that reached a final status (SENT, FAILED or EXPIRED)."""
-        return sum(self.counts.get(status, 0) for status in FINAL_STATUSES)
+        return sum(self.counts.get(status, 0) for status in counted_statuses())
 
     @classmethod
     def from_item(cls, campaign_id: str, item: dict[str, Any]) -> CampaignProgress:
-        counts = {status: int(item.get(status) or 0) for status in (SENT, FAILED, EXPIRED)}
+        counts = {str(status): int(item.get(status) or 0) for status in counted_statuses()}
         errors = {
             key.removeprefix(ERROR_PREFIX): int(value)
             for key, value in item.items()

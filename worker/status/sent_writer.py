@@ -32,7 +32,8 @@ from worker.backoff import compute_backoff_s
 from worker.health import DYNAMODB, DependencyHealth
 from worker.logs import get_logger
 from worker.status.codec import encode_value
-from worker.status.store import SENT, Claim, RequestInfo, now_iso
+from worker.status.model import Status
+from worker.status.store import Claim, RecordFields, now_iso
 
 log = get_logger(__name__)
 
@@ -71,7 +72,7 @@ class SentWriter:
         self._runner: asyncio.Task[None] | None = None
         self._batches: set[asyncio.Task[None]] = set()
 
-    async def write(self, claim: Claim, info: RequestInfo, message_id: str, calls: int) -> None:
+    async def write(self, claim: Claim, info: RecordFields, message_id: str, calls: int) -> None:
         """Return once the SENT record is durable; raises ``SentAbandoned`` only if the
         shutdown's hard deadline came first."""
         now = now_iso()
@@ -80,7 +81,7 @@ class SentWriter:
             item.pop(attr, None)
         item |= {
             "RequestId": encode_value(claim.request_id),
-            "Status": encode_value(SENT),
+            "Status": encode_value(Status.SENT),
             "MessageId": encode_value(message_id),
             "Attempts": encode_value(claim.attempts + max(0, calls - 1)),
             "SentAt": encode_value(now),

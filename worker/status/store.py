@@ -1,6 +1,6 @@
 """The status table: the idempotent claim, the final write, and reads.
 
-The record is a small state machine (see the README): a request is *claimed* with one
+The record is a small state machine (:mod:`worker.status.model`): a request is *claimed* with one
 conditional write (new, ``RETRYING``, or ``SENDING`` whose lease has passed), and its outcome
 is written with a condition that this worker still owns the claim (its lease token). On a
 failed condition DynamoDB hands back the existing record (``ALL_OLD``), so no second read is
@@ -22,13 +22,7 @@ from botocore.exceptions import ClientError
 from worker.aws.errors import CONDITION_FAILED, describe, error_code, is_unavailable
 from worker.health import DYNAMODB, DependencyHealth
 from worker.status.codec import decode_item, encode_value
-
-SENDING = "SENDING"
-SENT = "SENT"
-RETRYING = "RETRYING"
-FAILED = "FAILED"
-EXPIRED = "EXPIRED"
-FINAL_STATUSES = frozenset({SENT, FAILED, EXPIRED})
+from worker.status.model import REQUEST_KEY, Status, is_duplicate, parse_status
 
 _PLACEHOLDER = re.compile(r":\w+")
 _CLAIMABLE = (
@@ -42,8 +36,9 @@ def now_iso() -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class RequestInfo:
-    """What the record copies from the request (any may be unknown for an invalid one)."""
+class RecordFields:
+    """What the record copies from the request and its delivery (any may be unknown for an
+    invalid request)."""
 
     request_id: str
     sqs_message_id: str
@@ -66,19 +61,19 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
-class Existing:
-    """The claim lost: somebody else's record, as it stood."""
+class ClaimRefused:
+    """The conditional write was refused: the record, as it stood, is somebody else's (a
+    final status, or a live claim of another delivery)."""
 
     record: dict[str, Any]
 
     @property
-    def status(self) -> str | None:
-        value = self.record.get("Status")
-        return str(value) if value is not None else None
+    def status(self) -> Status | None:
+        return parse_status(self.record.get("Status"))
 
     @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
+    def is_duplicate(self) -> bool:
+        return is_duplicate(self.status)
 
     @property
     def lease_until_ms(self) -> int:
@@ -89,7 +84,7 @@ class Existing:
 class Outcome:
     """A FAILED, RETRYING or EXPIRED status to write (SENT goes through SentWriter)."""
 
-    status: str
+    status: Status
     error_code: str | None = None
     error_reason: str | None = None
     error_message: str | None = None
@@ -111,7 +106,7 @@ class StatusStore:
         self._lease_ms = int(lease_s * 1000)
         self._ttl_s = ttl_days * 86_400
 
-    def _common(self, info: RequestInfo, now_ms: int) -> tuple[list[str], dict[str, Any]]:
+    def _common(self, info: RecordFields, now_ms: int) -> tuple[list[str], dict[str, Any]]:
         """SET clauses and values every write makes (copied fields, timestamps, TTL)."""
         sets = [
             "UpdatedAt = :now_iso",
@@ -139,15 +134,15 @@ class StatusStore:
             values[":dry"] = True
         return sets, values
 
-    async def claim(self, info: RequestInfo) -> Claim | Existing:
+    async def claim(self, info: RecordFields) -> Claim | ClaimRefused:
         """Take the request for one send (status SENDING) unless it is final or leased."""
         now_ms = int(time.time() * 1000)
         token = secrets.token_hex(8)
         sets, values = self._common(info, now_ms)
         sets += ["#Status = :sending", "#LeaseUntil = :lease", "LeaseToken = :token"]
         values |= {
-            ":sending": SENDING,
-            ":retrying": RETRYING,
+            ":sending": Status.SENDING,
+            ":retrying": Status.RETRYING,
             ":now_ms": now_ms,
             ":lease": now_ms + self._lease_ms,
             ":token": token,
@@ -171,14 +166,14 @@ class StatusStore:
                     now_ms + self._lease_ms,
                     {k: encode_value(v) for k, v in lost.record.items()},
                 )
-            return Existing(lost.record)
+            return ClaimRefused(lost.record)
         raw = response.get("Attributes", {})
         attempts = int(raw.get("Attempts", {}).get("N", "1"))
         return Claim(info.request_id, token, attempts, now_ms + self._lease_ms, raw)
 
-    async def finish(
-        self, claim: Claim, info: RequestInfo, outcome: Outcome, calls: int
-    ) -> Existing | None:
+    async def write_outcome(
+        self, claim: Claim, info: RecordFields, outcome: Outcome, calls: int
+    ) -> ClaimRefused | None:
         """Write a claim's FAILED or RETRYING outcome, on the condition that the claim is still
         ours; returns the record instead if the lease was lost. (SENT: see SentWriter.)"""
         now_ms = int(time.time() * 1000)
@@ -188,7 +183,7 @@ class StatusStore:
             ":status": outcome.status,
             ":attempts": claim.attempts + max(0, calls - 1),
             ":token": claim.token,
-            ":sending": SENDING,
+            ":sending": Status.SENDING,
         }
         removes = ["#LeaseUntil"]
         self._error_fields(outcome, sets, removes, values)
@@ -200,10 +195,12 @@ class StatusStore:
         except _ConditionFailed as lost:
             if _is_own_write(lost.record, claim.token, outcome.status):
                 return None  # a retried write that finds its own outcome: done, not lost
-            return Existing(lost.record)
+            return ClaimRefused(lost.record)
         return None
 
-    async def record_without_call(self, info: RequestInfo, outcome: Outcome) -> Existing | None:
+    async def record_without_call(
+        self, info: RecordFields, outcome: Outcome
+    ) -> ClaimRefused | None:
         """A final status reached before any call (invalid, expired), unless already final
         or claimed: then the existing record is returned and nothing is written."""
         now_ms = int(time.time() * 1000)
@@ -218,8 +215,8 @@ class StatusStore:
             ":status": outcome.status,
             ":token": token,
             ":zero": 0,
-            ":sending": SENDING,
-            ":retrying": RETRYING,
+            ":sending": Status.SENDING,
+            ":retrying": Status.RETRYING,
             ":now_ms": now_ms,
         }
         removes = ["#LeaseUntil"]
@@ -230,14 +227,14 @@ class StatusStore:
         except _ConditionFailed as lost:
             if _is_own_write(lost.record, token, outcome.status):
                 return None  # our own write, retried after its answer was lost
-            return Existing(lost.record)
+            return ClaimRefused(lost.record)
         return None
 
     async def get(self, request_id: str) -> dict[str, Any] | None:
         response = await self._observed(
             self._client.get_item(
                 TableName=self._table,
-                Key={"RequestId": {"S": request_id}},
+                Key={REQUEST_KEY: {"S": request_id}},
                 ConsistentRead=True,
             )
         )
@@ -276,7 +273,7 @@ class StatusStore:
             response: dict[str, Any] = await self._observed(
                 self._client.update_item(
                     TableName=self._table,
-                    Key={"RequestId": {"S": request_id}},
+                    Key={REQUEST_KEY: {"S": request_id}},
                     UpdateExpression=update,
                     ConditionExpression=condition,
                     ExpressionAttributeNames=names,
