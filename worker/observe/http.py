@@ -25,7 +25,7 @@ from worker.logs import get_logger
 from worker.masking import mask_identity
 from worker.metrics import Metrics
 from worker.sending.cooldown import Cooldown
-from worker.sending.ratelimit import RateLimiter
+from worker.sending.limiter import Limiter
 
 log = get_logger(__name__)
 HEARTBEAT_STALE_S = 10.0
@@ -47,7 +47,7 @@ class Observed:
     """What the endpoint reads; the worker owns all of it."""
 
     metrics: Metrics
-    limiter: RateLimiter
+    limiter: Limiter
     cooldown: Cooldown
     ready: asyncio.Event
     stopping: asyncio.Event

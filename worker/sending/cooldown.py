@@ -29,13 +29,21 @@ class Cooldown:
 
     @property
     def active(self) -> bool:
-        if self._reason is not None and self._clock() >= self._until:
+        return self._reason is not None and self._clock() < self._until
+
+    @property
+    def duration_s(self) -> float:
+        return self._duration_s
+
+    def _end_if_due(self) -> None:
+        """Log the end of a cool-down whose time has passed (once)."""
+        if self._reason is not None and not self.active:
             log.info("cooldown_ended", reason=self._reason)
             self._reason = None
-        return self._reason is not None
 
     def trigger(self, reason: str) -> None:
         """Start (or extend) the cool-down because of an account-wide error ``reason``."""
+        self._end_if_due()
         was_active = self.active
         self._until = self._clock() + self._duration_s
         self._reason = reason
@@ -55,3 +63,4 @@ class Cooldown:
             if stopping is not None and stopping.is_set():
                 return
             await asyncio.sleep(min(self.remaining_s, 1.0) + 0.001)
+        self._end_if_due()

@@ -173,7 +173,8 @@ class _Buckets(Mapping[str, IdentityBucket]):
 
 
 class RateLimiter:
-    """Buckets by origination identity, created on first use from the configured limits.
+    """The ``local`` limiter backend (:mod:`worker.sending.limiter`): buckets by key (the
+    origination identity), created on first use from the configured limits.
 
     Identities named in ``limits_mps`` always keep their bucket. The others come from
     producers and are bounded: they live in least-recently-used order and are dropped only
@@ -230,6 +231,19 @@ class RateLimiter:
             self._lru[identity] = entry
             self._evict(now, spare_newest=True)
         return entry.bucket
+
+    # -- the Limiter interface --------------------------------------------------------------
+    def next_wait_s(self, key: str) -> float:
+        return self.bucket(key).next_wait_s()
+
+    async def reserve(self, key: str) -> float:
+        return await self.bucket(key).acquire()
+
+    def on_throttle(self, key: str) -> None:
+        self.bucket(key).on_throttle()
+
+    def rate_mps(self, key: str) -> float:
+        return self.bucket(key).rate_mps
 
     def _evict(self, now: float, *, spare_newest: bool = False) -> None:
         """Drop unconfigured buckets at rest from the least recently used end: those idle

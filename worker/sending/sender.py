@@ -32,7 +32,7 @@ from worker.health import SMS, DependencyHealth
 from worker.logs import get_logger
 from worker.metrics import Metrics
 from worker.sending.errors import ErrorKind, SendError, classify
-from worker.sending.ratelimit import RateLimiter
+from worker.sending.limiter import Limiter
 from worker.settings import Settings
 
 log = get_logger(__name__)
@@ -77,7 +77,7 @@ class Sender:
     def __init__(
         self,
         client: Any,
-        limiter: RateLimiter,
+        limiter: Limiter,
         settings: Settings,
         metrics: Metrics,
         health: DependencyHealth | None = None,
@@ -103,7 +103,7 @@ class Sender:
         ``deadline`` (``time.monotonic()``): when the claim's lease ends. A retry whose token
         wait and call could not both end before it is not made; the last error stands."""
         s = self._settings
-        bucket = self._limiter.bucket(identity)
+        limiter = self._limiter
         state = progress if progress is not None else SendProgress()
         latency_ms = 0.0
 
@@ -117,7 +117,7 @@ class Sender:
                         raise _LeaseSpent
                 try:
                     async with asyncio.timeout(budget_s):
-                        await bucket.acquire()
+                        await limiter.reserve(identity)
                 except TimeoutError:
                     raise _LeaseSpent from None
             state.calls += 1
@@ -136,7 +136,7 @@ class Sender:
                 state.last_error = error
                 if error.throttled:
                     self._metrics.throttled += 1
-                    bucket.on_throttle()
+                    limiter.on_throttle(identity)
                 raise _CallFailed(error) from exc
             finally:
                 # A cancelled call leaves ``in_call`` set: the provider may have accepted it.
@@ -156,7 +156,7 @@ class Sender:
                 attempt=state.attempt_number,
                 error_code=code,
                 backoff_ms=round((state.upcoming_sleep or 0) * 1000),
-                identity_rate_mps=round(bucket.rate_mps, 2),
+                identity_rate_mps=round(limiter.rate_mps(identity), 2),
             )
 
         retrying = AsyncRetrying(

@@ -1,0 +1,81 @@
+"""The rate limiter's interface, and the registry of its backends (a name -> a factory).
+
+Everything that paces sends (the send handler, the sender, metrics, the progress log) talks to
+a :class:`Limiter`, keyed by the channel's rate-limit key (today the origination identity).
+A backend is a module and a registry entry; the worker builds it at start-up, once the AWS
+clients are open, so a backend that shares a quota through DynamoDB can slot in. Today's one
+backend is the in-process GCRA/AIMD limiter, :class:`worker.sending.ratelimit.RateLimiter`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from worker.settings import Settings
+
+
+class KeyRate(Protocol):
+    """One key's pace, as metrics see it."""
+
+    @property
+    def rate_mps(self) -> float: ...
+
+    @property
+    def ceiling_mps(self) -> float: ...
+
+    def next_wait_s(self) -> float: ...
+
+
+class Limiter(Protocol):
+    def next_wait_s(self, key: str) -> float:
+        """How long a send for ``key`` starting now would wait for its slot (books nothing)."""
+        ...
+
+    async def reserve(self, key: str) -> float:
+        """Book ``key``'s next slot and wait for it; returns the seconds waited."""
+        ...
+
+    def on_throttle(self, key: str) -> None:
+        """The provider said too fast for ``key``: slow it down."""
+        ...
+
+    def rate_mps(self, key: str) -> float:
+        """``key``'s current allowed rate."""
+        ...
+
+    def most_recent(self, limit: int) -> Sequence[tuple[str, KeyRate]]:
+        """The ``limit`` most recently used keys, newest first (a bounded view for metrics)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class LimiterContext:
+    """What a backend may need at start-up."""
+
+    settings: Settings
+    stack: AsyncExitStack  # to register a background service or a cleanup
+    clients: Any = None  # worker.aws.clients.AwsClients, once open
+
+
+def _local(ctx: LimiterContext) -> Limiter:
+    from worker.sending.ratelimit import RateLimiter
+
+    s = ctx.settings
+    # A bucket stays while a request may hold it: a token wait, then a lease of retries.
+    return RateLimiter(s.rate_limits, s.rate_burst_s, in_use_s=s.max_token_wait_s + s.lease_s + 30)
+
+
+#: name -> factory. ``local``: each worker paces itself with the whole configured quota.
+LIMITERS: dict[str, Callable[[LimiterContext], Limiter]] = {"local": _local}
+
+
+def build_limiter(name: str, ctx: LimiterContext) -> Limiter:
+    try:
+        factory = LIMITERS[name]
+    except KeyError:
+        known = ", ".join(sorted(LIMITERS))
+        raise ValueError(f"unknown rate limiter {name!r}: use one of {known}") from None
+    return factory(ctx)
