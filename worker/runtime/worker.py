@@ -13,34 +13,58 @@ grace period: nothing is lost, because SQS redelivers whatever was not deleted.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from contextlib import AsyncExitStack, suppress
+from dataclasses import dataclass, field
 from typing import Any
 
 from worker.aws.clients import AwsClients, open_clients
 from worker.aws.hotpath import open_hot_path
+from worker.handlers import HANDLERS, Handler, HandlerContext
+from worker.handlers.held import HeldMessage, Phase
 from worker.health import DependencyHealth
 from worker.logs import get_logger
 from worker.masking import mask_identity
 from worker.metrics import Metrics
 from worker.observe.http import Observed, ObserveServer
-from worker.pipeline import Held, Phase, Pipeline
 from worker.queue.acks import AckBatcher
 from worker.queue.consumer import Consumer
 from worker.queue.extender import VisibilityExtender
 from worker.queue.message import QueueMessage
 from worker.sending.cooldown import Cooldown
-from worker.sending.ratelimit import RateLimiter
-from worker.sending.sender import Sender
+from worker.sending.limiter import Limiter, LimiterContext, build_limiter
 from worker.settings import Settings
-from worker.status.counters import CampaignCounters, CountersFlushError
-from worker.status.sent_writer import SentWriter
-from worker.status.store import StatusStore
 
 log = get_logger(__name__)
 
 DEFAULT_MAX_RECEIVE_COUNT = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One queue and the handler (a name in :data:`worker.handlers.HANDLERS`) of its messages."""
+
+    handler: str
+    queue_url: str
+
+
+def routes(settings: Settings) -> list[Route]:
+    """The (queue -> handler) pairs this worker hosts."""
+    return [Route("send", settings.queue_url)]
+
+
+@dataclass(slots=True)
+class _Hosted:
+    """A route as it runs: its acks, its extender, its handler, its extender's task."""
+
+    route: Route
+    acks: AckBatcher
+    extender: VisibilityExtender
+    handler: Handler
+    extending: asyncio.Task[None] | None = None
+    pollers: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 class Worker:
@@ -49,19 +73,13 @@ class Worker:
         self.metrics = Metrics()
         self.cooldown = Cooldown(settings.cooldown_s)
         self.health = DependencyHealth()
-        # A bucket stays while a request may hold it: a token wait, then a lease of retries.
-        self.limiter = RateLimiter(
-            settings.rate_limits,
-            settings.rate_burst_s,
-            in_use_s=settings.max_token_wait_s + settings.lease_s + 30,
-        )
+        self.limiter: Limiter | None = None  # built at start-up, once the clients are open
         self.stopping = asyncio.Event()
         self.forced = asyncio.Event()
         self.ready = asyncio.Event()
-        self._tasks: dict[asyncio.Task[None], Held] = {}
+        self._tasks: dict[asyncio.Task[None], HeldMessage] = {}
         self._slots = asyncio.Semaphore(settings.max_in_flight)
-        self._pipeline: Pipeline | None = None
-        self._extender: VisibilityExtender | None = None
+        self._hosted: list[_Hosted] = []
         self.http_port: int | None = None
 
     # -- control ---------------------------------------------------------------------------
@@ -76,78 +94,67 @@ class Worker:
         self.stopping.set()
         _log_quietly("shutdown_requested", reason=reason)
 
-    # -- run -------------------------------------------------------------------------------
+    # -- run: startup -> serve -> shutdown -------------------------------------------------
     async def run(self) -> int:
-        s = self.settings
         async with AsyncExitStack() as stack:
-            if s.metrics_port:
-                observed = Observed(
-                    self.metrics,
-                    self.limiter,
-                    self.cooldown,
-                    self.ready,
-                    self.stopping,
-                    self.health,
-                    s.dependency_unready_s,
-                )
-                server = ObserveServer(observed, s.metrics_host, s.metrics_port)
-                await stack.enter_async_context(server)
-                self.http_port = server.port
-            clients = await open_clients(stack, s)
-            max_receive_count = await self._max_receive_count(clients)
-            hot = await open_hot_path(stack, s, clients)
+            await self._startup(stack)
+            progress = asyncio.create_task(self._progress_loop(), name="progress")
+            exit_code = await self._wait_for_stop()
+            await self._shutdown({progress})
+        log.info("shutdown_finished", **self.metrics.snapshot())
+        return exit_code
+
+    async def _startup(self, stack: AsyncExitStack) -> None:
+        """Open everything once, in order: the limiter and the observe endpoint, the clients,
+        then per route its ack batcher, extender and handler; start the pollers last."""
+        s = self.settings
+        clients = await open_clients(stack, s)
+        self.limiter = build_limiter("local", LimiterContext(s, stack, clients))
+        if s.metrics_port:
+            observed = Observed(
+                self.metrics,
+                self.limiter,
+                self.cooldown,
+                self.ready,
+                self.stopping,
+                self.health,
+                s.dependency_unready_s,
+            )
+            server = ObserveServer(observed, s.metrics_host, s.metrics_port)
+            await stack.enter_async_context(server)
+            self.http_port = server.port
+        hot = await open_hot_path(stack, s, clients)
+        receive_counts = {}
+        for route in routes(s):
+            max_receive_count = await self._max_receive_count(clients, route.queue_url)
+            receive_counts[route.handler] = max_receive_count
             acks = AckBatcher(
                 hot.sqs,
-                s.queue_url,
+                route.queue_url,
                 self.metrics,
                 s.ack_flush_ms,
                 health=self.health,
                 retry_budget_s=s.visibility_timeout_s / 2,
             )
             await stack.enter_async_context(acks)
-            self._extender = VisibilityExtender(acks, s.visibility_timeout_s)
-            store = StatusStore(
-                hot.dynamodb,
-                s.table,
-                lease_s=s.lease_s,
-                ttl_days=s.record_ttl_days,
-                health=self.health,
-            )
-            counters = None
-            if s.campaign_counters_flush_s > 0:
-                counters = CampaignCounters(
-                    clients.dynamodb,
-                    s.table,
-                    s.campaign_counters_flush_s,
-                    ttl_days=s.record_ttl_days,
-                )
-                counters.start()
-                stack.push_async_callback(_close_counters, counters)
-            sent_writer = SentWriter(hot.dynamodb, s.table, s.sent_batch_ms, health=self.health)
-            await stack.enter_async_context(sent_writer)
-            sender = Sender(hot.sms, self.limiter, s, self.metrics, health=self.health)
-            self._pipeline = Pipeline(
-                s,
-                store=store,
-                sent_writer=sent_writer,
-                counters=counters,
-                sender=sender,
-                limiter=self.limiter,
-                acks=acks,
-                extender=self._extender,
-                cooldown=self.cooldown,
-                metrics=self.metrics,
-                health=self.health,
-                stopping=self.stopping,
-                max_receive_count=max_receive_count,
+            extender = VisibilityExtender(acks, s.visibility_timeout_s)
+            ctx = HandlerContext(
+                s, stack, clients, hot, acks, extender, self.metrics, self.health,
+                self.cooldown, self.limiter, self.stopping, max_receive_count,
+            )  # fmt: skip
+            hosted = _Hosted(route, acks, extender, await HANDLERS[route.handler](ctx))
+            self._hosted.append(hosted)
+        for hosted in self._hosted:
+            hosted.extending = asyncio.create_task(
+                hosted.extender.run(), name=f"visibility-extender-{hosted.route.handler}"
             )
             consumer = Consumer(
                 hot.sqs,
-                s.queue_url,
+                hosted.route.queue_url,
                 wait_time_s=s.wait_time_s,
                 visibility_timeout_s=s.visibility_timeout_s,
                 slots=self._slots,
-                spawn=self._spawn,
+                spawn=functools.partial(self._spawn, hosted),
                 cooldown=self.cooldown,
                 health=self.health,
                 stopping=self.stopping,
@@ -155,25 +162,21 @@ class Worker:
                 busy=lambda: len(self._tasks) > 0,
                 batch_linger_s=s.receive_linger_ms / 1000,
             )
-            pollers = {
-                asyncio.create_task(consumer.poll(i), name=f"poller-{i}") for i in range(s.pollers)
+            hosted.pollers = {
+                asyncio.create_task(consumer.poll(i), name=f"poller-{hosted.route.handler}-{i}")
+                for i in range(s.pollers)
             }
-            progress = asyncio.create_task(self._progress_loop(), name="progress")
-            extender = asyncio.create_task(self._extender.run(), name="visibility-extender")
-            log.info(
-                "started",
-                pollers=s.pollers,
-                max_in_flight=s.max_in_flight,
-                max_receive_count=max_receive_count,
-                rate_limits=json.dumps(s.rate_limits, sort_keys=True),
-            )
-            self.ready.set()
-            exit_code = await self._wait_for_stop(pollers)
-            await self._shutdown(pollers | {progress}, acks, sent_writer, extender)
-        log.info("shutdown_finished", **self.metrics.snapshot())
-        return exit_code
+        log.info(
+            "started",
+            pollers=s.pollers,
+            max_in_flight=s.max_in_flight,
+            max_receive_count=receive_counts.get("send"),
+            rate_limits=json.dumps(s.rate_limits, sort_keys=True),
+        )
+        self.ready.set()
 
-    async def _wait_for_stop(self, pollers: set[asyncio.Task[None]]) -> int:
+    async def _wait_for_stop(self) -> int:
+        pollers = {t for hosted in self._hosted for t in hosted.pollers}
         stop = asyncio.create_task(self.stopping.wait())
         done, _ = await asyncio.wait({stop, *pollers}, return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()
@@ -186,11 +189,11 @@ class Worker:
             return 1
         return 0
 
-    async def _max_receive_count(self, clients: AwsClients) -> int:
+    async def _max_receive_count(self, clients: AwsClients, queue_url: str) -> int:
         if self.settings.max_receive_count is not None:
             return self.settings.max_receive_count
         response = await clients.sqs.get_queue_attributes(
-            QueueUrl=self.settings.queue_url, AttributeNames=["RedrivePolicy"]
+            QueueUrl=queue_url, AttributeNames=["RedrivePolicy"]
         )
         policy = (response.get("Attributes") or {}).get("RedrivePolicy")
         if not policy:
@@ -202,18 +205,16 @@ class Worker:
             return DEFAULT_MAX_RECEIVE_COUNT
         return int(json.loads(policy)["maxReceiveCount"])
 
-    def _spawn(self, message: QueueMessage) -> None:
-        assert self._pipeline is not None
-        assert self._extender is not None
-        held = Held(message)
-        self._extender.track(message)
-        task = asyncio.create_task(self._pipeline.handle(held))
+    def _spawn(self, hosted: _Hosted, message: QueueMessage) -> None:
+        held = HeldMessage(message)
+        hosted.extender.track(message)
+        task = asyncio.create_task(hosted.handler.handle(held))
         self._tasks[task] = held
         self.metrics.in_flight += 1
         task.add_done_callback(self._reap)
 
     def _reap(self, task: asyncio.Task[None]) -> None:
-        # The message itself was settled by the pipeline (its ``finally`` sees to it).
+        # The message itself was settled by its handler (its ``finally`` sees to it).
         self._tasks.pop(task, None)
         self.metrics.in_flight -= 1
         self._slots.release()
@@ -223,8 +224,9 @@ class Worker:
 
     async def _progress_loop(self) -> None:
         interval = self.settings.progress_interval_s
-        if interval <= 0:
+        if interval <= 0 or self.limiter is None:
             return
+        limiter = self.limiter
         last_sent, last_t = 0, time.monotonic()
         while True:
             await asyncio.sleep(interval)
@@ -236,23 +238,17 @@ class Worker:
                 sends_per_s=round((sent - last_sent) / (now - last_t), 2),
                 cooldown=self.cooldown.reason,
                 identity_rates=json.dumps(
-                    {
-                        mask_identity(k): round(b.rate_mps, 2)
-                        for k, b in self.limiter.most_recent(20)
-                    }
+                    {mask_identity(k): round(b.rate_mps, 2) for k, b in limiter.most_recent(20)}
                 ),
                 **snap,
             )
             last_sent, last_t = sent, now
 
     # -- shutdown --------------------------------------------------------------------------
-    async def _shutdown(
-        self,
-        loops: set[asyncio.Task[Any]],
-        acks: AckBatcher,
-        sent_writer: SentWriter,
-        extender: asyncio.Task[None],
-    ) -> None:
+    async def _shutdown(self, loops: set[asyncio.Task[Any]]) -> None:
+        """Stop receiving; hand back what is not claimed; let claimed sends finish within
+        the grace period, then cancel; wait for the shielded status writes until the hard
+        deadline, then abandon what is still held; flush the acks; stop the extenders last."""
         s = self.settings
         waiting = [t for t, h in self._tasks.items() if h.phase is Phase.WAITING]
         log.info(
@@ -261,6 +257,7 @@ class Worker:
             not_started=len(waiting),
             grace_s=s.shutdown_grace_s,
         )
+        loops = loops | {t for hosted in self._hosted for t in hosted.pollers}
         for task in loops:
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
@@ -273,25 +270,31 @@ class Worker:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.wait(list(self._tasks), timeout=max(0.0, deadline - time.monotonic()))
-        assert self._pipeline is not None
-        concluding = self._pipeline.concluding
+        concluding = [t for hosted in self._hosted for t in hosted.handler.concluding]
         if concluding:
-            await asyncio.wait(list(concluding), timeout=max(0.0, deadline - time.monotonic()))
-        if concluding:
+            await asyncio.wait(concluding, timeout=max(0.0, deadline - time.monotonic()))
+        if any(hosted.handler.concluding for hosted in self._hosted):
             # The hard deadline: SENT records still held by a DynamoDB fault are given up
             # (logged with their count); their conclusions then end at once.
-            sent_writer.abandon()
-            await asyncio.wait(list(concluding), timeout=1.0)
-        try:
-            await asyncio.wait_for(acks.close(), timeout=max(1.0, deadline - time.monotonic()))
-        except TimeoutError:
-            log.error(
-                "ack_flush_timeout",
-                pending=acks.pending,
-                effect="those messages will be delivered again and skipped as duplicates",
-            )
-        extender.cancel()
-        await asyncio.gather(extender, return_exceptions=True)
+            for hosted in self._hosted:
+                hosted.handler.abandon()
+            left = [t for hosted in self._hosted for t in hosted.handler.concluding]
+            await asyncio.wait(left, timeout=1.0)
+        for hosted in self._hosted:
+            try:
+                await asyncio.wait_for(
+                    hosted.acks.close(), timeout=max(1.0, deadline - time.monotonic())
+                )
+            except TimeoutError:
+                log.error(
+                    "ack_flush_timeout",
+                    pending=hosted.acks.pending,
+                    effect="those messages will be delivered again and skipped as duplicates",
+                )
+        extending = [h.extending for h in self._hosted if h.extending is not None]
+        for task in extending:
+            task.cancel()
+        await asyncio.gather(*extending, return_exceptions=True)
 
     async def _wait_tasks(self, grace_s: float) -> None:
         deadline = time.monotonic() + grace_s
@@ -314,10 +317,3 @@ def _log_quietly(event: str, **fields: Any) -> None:
     """Log, but never raise: a broken log pipe must not change what the worker does."""
     with suppress(Exception):
         log.info(event, **fields)
-
-
-async def _close_counters(counters: CampaignCounters) -> None:
-    """Final flush of the campaign counters; a failure is logged (by the counters), not fatal:
-    the per-request records stay authoritative."""
-    with suppress(CountersFlushError):
-        await counters.close()

@@ -1,0 +1,246 @@
+"""What to write and how to acknowledge: the send handler's decisions, as pure functions.
+
+Nothing here does I/O or reads a clock it is not given, so each row of the contract's outcome
+table (docs/contract.md, "What happens to each request") is one unit test with no servers
+(``tests/unit/test_decide.py``). :mod:`worker.handlers.send.handler` carries decisions out.
+
+:func:`decide` is called at each stage with what is known so far (the parsed request; then
+the claim's result; then the send's result) and answers ``PROCEED`` (go on to the next stage)
+or a :class:`Decision`: the status to write, the acknowledgement, the outcome event's kind.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from worker.backoff import backoff_ceiling_s, compute_backoff_s
+from worker.handlers.held import Ack, Delete, HandBack, Release
+from worker.model import InvalidRequest, ParsedRequest
+from worker.sending.errors import ErrorKind, SendError
+from worker.sending.sender import SendResult
+from worker.status.model import Status
+from worker.status.store import Claim, ClaimRefused, Outcome, RecordFields
+
+INVALID_REQUEST = "INVALID_REQUEST"
+RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
+
+
+class Kind(enum.StrEnum):
+    """The outcome event's kind: what the listeners (metrics, logs, counters) are told."""
+
+    CLAIMED = "claimed"
+    SENT = "sent"
+    FAILED = "failed"  # a final FAILED written (refused, invalid)
+    EXHAUSTED = "exhausted"  # FAILED/RETRIES_EXHAUSTED written: the DLQ takes it next
+    EXPIRED = "expired"
+    RETRYING = "retrying"
+    DUPLICATE = "duplicate_skipped"
+    LEASE_BUSY = "lease_busy"
+    LEASE_LOST = "lease_lost"
+    DEFERRED = "deferred"
+    COOLDOWN = "cooldown"
+    SHUTDOWN = "shutdown"
+    STORE_UNAVAILABLE = "store_unavailable"
+    KEPT = "kept_on_last_receive"
+    SENT_ABANDONED = "sent_abandoned"
+    UNSETTLED = "unsettled_message"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    ack: Ack
+    kind: Kind
+    outcome: Outcome | None = None  # a status to write first (SENT: with ``message_id``)
+    message_id: str | None = None
+    cooldown: str | None = None  # start the account-wide cool-down for this error code
+    seen_status: str | None = None  # refused: the status of the record that refused it
+
+
+class _Proceed(enum.Enum):
+    PROCEED = "proceed"
+
+
+PROCEED: Final = _Proceed.PROCEED
+Step = Decision | _Proceed
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a decision depends on besides the request: the delivery and the worker's state."""
+
+    receive_count: int
+    max_receive_count: int
+    now: datetime
+    now_ms: int
+    stopping: bool = False
+    sms_outage: bool = False  # the SMS API answers nobody (health says so)
+    cooldown_s: float = 300.0  # how long an account-wide error pauses sending
+    cooldown_remaining_s: float = 0.0
+    redelivery_base_delay_s: int = 5
+    redelivery_max_delay_s: int = 300
+
+    @property
+    def last_receive(self) -> bool:
+        return self.receive_count >= self.max_receive_count
+
+
+def decide(
+    ctx: Context,
+    parsed: ParsedRequest | InvalidRequest,
+    claim: Claim | ClaimRefused | None = None,
+    result: SendResult | None = None,
+) -> Step:
+    """The next step for one delivery, from what is known so far."""
+    if isinstance(parsed, InvalidRequest):
+        outcome = Outcome(
+            Status.FAILED,
+            error_code=INVALID_REQUEST,
+            error_reason=parsed.field,
+            error_message=parsed.message,
+        )
+        return Decision(Delete(), Kind.FAILED, outcome)
+    not_after = parsed.request.not_after
+    if claim is None and not_after is not None and ctx.now > not_after:
+        message = f"NotAfter {not_after.isoformat()} passed before the request could be sent"
+        return Decision(Delete(), Kind.EXPIRED, Outcome(Status.EXPIRED, error_message=message))
+    if claim is None:
+        return PROCEED
+    if isinstance(claim, ClaimRefused):
+        return refused(ctx, claim)
+    if result is None:
+        return PROCEED
+    if result.message_id is not None:
+        return Decision(Delete(), Kind.SENT, Outcome(Status.SENT), message_id=result.message_id)
+    assert result.error is not None
+    return send_failed(ctx, result.error)
+
+
+def refused(ctx: Context, existing: ClaimRefused) -> Decision:
+    """Another delivery got there first: a duplicate, or a live claim elsewhere."""
+    if existing.is_duplicate:
+        return Decision(Delete(), Kind.DUPLICATE, seen_status=existing.status)
+    wait_s = max(1, math.ceil((existing.lease_until_ms - ctx.now_ms) / 1000) + 1)
+    return Decision(HandBack(wait_s, "lease_busy"), Kind.LEASE_BUSY, seen_status=existing.status)
+
+
+def send_failed(ctx: Context, error: SendError) -> Decision:
+    """A claimed request's send failed: FAILED (refused, or out of receives) or RETRYING."""
+    if error.kind is ErrorKind.PERMANENT:
+        outcome = Outcome(
+            Status.FAILED,
+            error_code=error.code,
+            error_reason=error.reason,
+            error_message=error.message,
+        )
+        return Decision(Delete(), Kind.FAILED, outcome)
+    cooldown = error.code if error.kind is ErrorKind.ACCOUNT else None
+    # The SMS API unreachable (no answer at all, while it fails for every call): the request
+    # was never judged, so its last receive is kept rather than exhausted.
+    outage = not error.answered and ctx.sms_outage
+    if ctx.last_receive and not (outage and not ctx.stopping):
+        outcome = Outcome(
+            Status.FAILED,
+            error_code=RETRIES_EXHAUSTED,
+            error_reason=error.code,
+            error_message=f"still failing on receive {ctx.receive_count} of "
+            f"{ctx.max_receive_count}; last error {error.code}: {error.message}"[:1000],
+        )
+        # Visible at once: the next receive moves it to the dead-letter queue.
+        return Decision(Release(0), Kind.EXHAUSTED, outcome, cooldown=cooldown)
+    delay_s = int(
+        backoff_ceiling_s(
+            ctx.receive_count, ctx.redelivery_base_delay_s, ctx.redelivery_max_delay_s
+        )
+    )
+    if cooldown is not None:
+        delay_s = max(delay_s, math.ceil(ctx.cooldown_s))
+    outcome = Outcome(
+        Status.RETRYING,
+        error_code=error.code,
+        error_reason=error.reason,
+        error_message=error.message,
+    )
+    # On the last allowed receive (the SMS API unreachable) the message is kept in the task
+    # until the API answers, instead of burning its last receive into the DLQ.
+    ack: Ack = HandBack(delay_s, "sms_unavailable") if ctx.last_receive else Release(delay_s)
+    return Decision(ack, Kind.RETRYING, outcome, cooldown=cooldown)
+
+
+def exhausted(ctx: Context, reason: str, claimed: bool) -> Decision:
+    """Last allowed receive, and the worker must let go (a shutdown): FAILED/RETRIES_EXHAUSTED
+    first, so the dead-letter queue holds only final requests."""
+    message = (
+        f"handed back ({reason}) on receive {ctx.receive_count} of {ctx.max_receive_count}: "
+        "the queue moves it to the dead-letter queue"
+    )
+    outcome = Outcome(
+        Status.FAILED,
+        error_code=RETRIES_EXHAUSTED,
+        error_reason=reason.upper(),
+        error_message=message,
+    )
+    # Claimed: left for the dead-letter queue. Never claimed (no call made): deleted.
+    ack: Ack = Release(0) if claimed else Delete()
+    return Decision(ack, Kind.EXHAUSTED, outcome)
+
+
+def before_claim(
+    ctx: Context, token_wait_s: float, max_token_wait_s: float, jitter: float
+) -> Decision | None:
+    """Whether to hand the message back before claiming it: a cool-down, or an identity booked
+    further ahead than a message should be held (``jitter`` in [0, 1) spreads those out)."""
+    if ctx.stopping:
+        return Decision(HandBack(0, "shutdown"), Kind.SHUTDOWN)
+    if ctx.cooldown_remaining_s > 0:
+        return Decision(HandBack(math.ceil(ctx.cooldown_remaining_s), "cooldown"), Kind.COOLDOWN)
+    if token_wait_s > max_token_wait_s and ctx.receive_count < ctx.max_receive_count - 1:
+        # Hand it back for when its turn comes, so it holds no slot a faster identity needs.
+        delay_s = math.ceil(token_wait_s * (1 + jitter / 2))
+        return Decision(HandBack(delay_s, "deferred"), Kind.DEFERRED)
+    return None
+
+
+def store_failed(ctx: Context, visibility_timeout_s: int, claim: Claim | None) -> HandBack:
+    """DynamoDB did not take a write: hand the message back, visible again after a growing
+    delay within the visibility timeout (the record, if any, is unchanged). With our claim
+    standing, not before its lease has passed: no other delivery may send before then."""
+    vis = visibility_timeout_s
+    delay_s = max(1, math.ceil(compute_backoff_s(ctx.receive_count, 2.0, vis)))
+    if claim is not None:
+        lease_left_s = (claim.lease_until_ms - ctx.now_ms) / 1000
+        delay_s = max(delay_s, math.ceil(lease_left_s) + 1)
+    return HandBack(min(delay_s, max(vis, 1)), "store_unavailable")
+
+
+def attempt_number(claim: Claim, calls: int) -> int:
+    """The record's ``Attempts`` after ``calls`` calls under ``claim``."""
+    return claim.attempts + max(0, calls - 1)
+
+
+def record_fields(
+    parsed: ParsedRequest | InvalidRequest, sqs_message_id: str, receive_count: int
+) -> RecordFields:
+    """What the status record copies from this delivery of the request."""
+    if isinstance(parsed, InvalidRequest):
+        return RecordFields(
+            parsed.request_id,
+            sqs_message_id,
+            receive_count,
+            parsed.campaign_id,
+            parsed.destination,
+            parsed.identity,
+        )
+    request = parsed.request
+    return RecordFields(
+        parsed.request_id,
+        sqs_message_id,
+        receive_count,
+        request.CampaignId,
+        request.DestinationPhoneNumber,
+        request.OriginationIdentity,
+        bool(request.DryRun),
+    )

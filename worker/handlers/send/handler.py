@@ -1,0 +1,103 @@
+"""The send handler: parse -> (expire) -> rate -> claim -> send -> record.
+
+The flow only: what to do at each step is :mod:`worker.handlers.send.decide`'s, doing it is
+:mod:`worker.handlers.send.executor`'s, observers hear one outcome event each
+(:mod:`worker.handlers.send.events`), and the held-message invariant is
+:class:`worker.handlers.held.Holding`'s. The final status write and its acknowledgement run
+shielded from cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+import structlog
+
+from worker.handlers.held import HandBack, HeldMessage, Phase
+from worker.handlers.send import decide as d
+from worker.handlers.send.executor import DecisionExecutor
+from worker.health import DYNAMODB, SMS
+from worker.masking import mask_identity
+from worker.model import InvalidRequest, parse_request
+from worker.sending.limiter import Limiter
+from worker.sending.sender import Sender, SendProgress
+from worker.status.store import ClaimRefused
+
+KEEP_RETRY_MAX_S = 5.0  # on the last receive, a hand-back is retried in the task this soon
+_WAITS_FOR = {"store_unavailable": DYNAMODB, "sms_unavailable": SMS}
+
+
+class SendHandler(DecisionExecutor):
+    """The handler of the send-request queue (registered as ``send``)."""
+
+    def __init__(self, *, sender: Sender, limiter: Limiter, **executor: Any) -> None:
+        super().__init__(**executor)
+        self._sender, self._limiter = sender, limiter
+
+    async def handle(self, held: HeldMessage) -> None:
+        msg = held.message
+        structlog.contextvars.bind_contextvars(
+            sqs_message_id=msg.message_id, receive_count=msg.receive_count
+        )
+        try:
+            while (back := await self._attempt(held)) is not None and not held.settled:
+                if not self.last_receive(msg) or self._stopping.is_set():
+                    return self.hand_back(held, back.delay_s, back.reason)
+                # A hand-back now would move the message to the DLQ with no final status.
+                wait_s = min(float(back.delay_s), KEEP_RETRY_MAX_S)
+                self._emit(d.Kind.KEPT, held, reason=back.reason, retry_in_s=wait_s)
+                dependency = _WAITS_FOR.get(back.reason)
+                if dependency is not None and self._health.failing(dependency):
+                    await self._health.wait_recovered(dependency, wait_s)
+                else:
+                    await asyncio.sleep(wait_s)
+                held.phase, held.claim, held.progress = Phase.WAITING, None, SendProgress()
+        except asyncio.CancelledError:
+            self._on_cancel(held)
+            raise
+        finally:
+            self.ensure_settled(held)
+
+    async def _attempt(self, held: HeldMessage) -> HandBack | None:
+        msg = held.message
+        if self._stopping.is_set():
+            return HandBack(0, "shutdown")
+        parsed = parse_request(msg.body, sqs_message_id=msg.message_id)
+        held.fields = d.record_fields(parsed, msg.message_id, msg.receive_count)
+        structlog.contextvars.bind_contextvars(request_id=held.fields.request_id)
+        step = d.decide(self._context(held), parsed)
+        if isinstance(step, d.Decision):
+            return await self.shielded(held, self._carry_out(held, step))
+        assert not isinstance(parsed, InvalidRequest)
+        identity = parsed.request.OriginationIdentity
+        structlog.contextvars.bind_contextvars(identity=mask_identity(identity))
+        wait_s = self._limiter.next_wait_s(identity)
+        max_wait_s = self._s.max_token_wait_s
+        gate = d.before_claim(self._context(held), wait_s, max_wait_s, random.random())
+        if gate is None:
+            await self._limiter.reserve(identity)
+            gate = d.before_claim(self._context(held), 0.0, max_wait_s, 0.0)
+        if gate is not None:
+            assert isinstance(gate.ack, HandBack)
+            self._emit(gate.kind, held, wait_s=round(wait_s, 1), visible_in_s=gate.ack.delay_s)
+            return gate.ack
+        # From the claim on, a shutdown lets this request finish (within the grace period):
+        # a claim cut short would leave a live lease.
+        held.phase = Phase.SENDING
+        lease_deadline = time.monotonic() + self._s.lease_s  # taken before the claim is made
+        try:
+            claimed = await self._store.claim(held.fields)
+        except Exception as exc:
+            return self._store_failed(held, exc, "claim")
+        if isinstance(claimed, ClaimRefused):
+            return await self._carry_out(held, d.refused(self._context(held), claimed))
+        held.claim = claimed
+        self._emit(d.Kind.CLAIMED, held, attempt=claimed.attempts)
+        result = await self._sender.send(parsed.request.api_params(), identity,
+            first_token_held=True, progress=held.progress, deadline=lease_deadline)  # fmt: skip
+        step = d.decide(self._context(held), parsed, claimed, result)
+        assert isinstance(step, d.Decision)
+        return await self.shielded(held, self._carry_out(held, step, claimed, result))
