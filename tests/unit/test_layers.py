@@ -23,6 +23,8 @@ LAYERS: dict[str, int] = {
     "backoff": 0,
     "metrics": 0,
     "health": 0,
+    "lifecycle": 0,
+    "batching": 0,
     "model": 0,
     # the AWS clients and their one error vocabulary
     "aws": 1,
