@@ -23,6 +23,8 @@ LAYERS: dict[str, int] = {
     "backoff": 0,
     "metrics": 0,
     "health": 0,
+    "lifecycle": 0,
+    "batching": 0,
     "model": 0,
     "status.model": 0,  # the status state machine: a leaf inside the status package
     # the AWS clients and their one error vocabulary

@@ -16,6 +16,7 @@ from typing import Any
 
 from worker.aws.errors import describe, is_unavailable
 from worker.backoff import compute_backoff_s
+from worker.batching import LingerBatcher
 from worker.health import SQS, DependencyHealth
 from worker.logs import get_logger
 from worker.metrics import Metrics
@@ -34,7 +35,9 @@ class _Ack:
     visibility_s: int | None  # None: delete
 
 
-class AckBatcher:
+class AckBatcher(LingerBatcher[_Ack]):
+    """Deletes and visibility changes, each in batches of their own (two lanes)."""
+
     def __init__(
         self,
         client: Any,
@@ -45,17 +48,12 @@ class AckBatcher:
         health: DependencyHealth | None = None,
         retry_budget_s: float = 30.0,
     ) -> None:
+        super().__init__("ack-batcher", max_batch=BATCH_MAX, linger_s=flush_ms / 1000)
         self._client = client
         self._health = health or DependencyHealth()
         self._retry_budget_s = retry_budget_s
         self._queue_url = queue_url
         self._metrics = metrics
-        self._flush_s = flush_ms / 1000
-        self._pending: dict[bool, list[_Ack]] = {True: [], False: []}  # key: is delete
-        self._wakeup = asyncio.Event()
-        self._sends: set[asyncio.Task[None]] = set()
-        self._runner: asyncio.Task[None] | None = None
-        self._closed = False
 
     # -- producers -------------------------------------------------------------------------
     def delete(self, message_id: str, receipt_handle: str) -> None:
@@ -64,62 +62,11 @@ class AckBatcher:
     def change_visibility(self, message_id: str, receipt_handle: str, seconds: int) -> None:
         self._add(_Ack(message_id, receipt_handle, max(0, min(43_200, int(seconds)))))
 
-    def _add(self, ack: _Ack) -> None:
-        queue = self._pending[ack.visibility_s is None]
-        queue.append(ack)
-        if len(queue) >= BATCH_MAX:
-            self._dispatch(ack.visibility_s is None)
-        else:
-            self._wakeup.set()
+    def _lane(self, item: _Ack) -> bool:
+        return item.visibility_s is None  # is a delete
 
-    @property
-    def pending(self) -> int:
-        return sum(len(q) for q in self._pending.values()) + len(self._sends)
-
-    # -- lifecycle -------------------------------------------------------------------------
-    async def __aenter__(self) -> AckBatcher:
-        self._runner = asyncio.create_task(self._run(), name="ack-batcher")
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Flush everything queued and wait for it; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._runner is not None:
-            self._runner.cancel()
-            await asyncio.gather(self._runner, return_exceptions=True)
-        await self.flush()
-
-    async def flush(self) -> None:
-        for is_delete in (True, False):
-            while self._pending[is_delete]:
-                self._dispatch(is_delete)
-        while self._sends:
-            await asyncio.gather(*list(self._sends), return_exceptions=True)
-
-    async def _run(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            await asyncio.sleep(self._flush_s)
-            for is_delete in (True, False):
-                while self._pending[is_delete]:
-                    self._dispatch(is_delete)
-
-    def _dispatch(self, is_delete: bool) -> None:
-        queue = self._pending[is_delete]
-        batch, self._pending[is_delete] = queue[:BATCH_MAX], queue[BATCH_MAX:]
-        if not batch:
-            return
-        task = asyncio.create_task(self._send(batch, is_delete))
-        self._sends.add(task)
-        task.add_done_callback(self._sends.discard)
-
-    async def _send(self, batch: list[_Ack], is_delete: bool) -> None:
+    async def _send(self, batch: list[_Ack]) -> None:
+        is_delete = batch[0].visibility_s is None
         op = "delete" if is_delete else "change_visibility"
         remaining = batch
         deadline = asyncio.get_running_loop().time() + self._retry_budget_s

@@ -4,15 +4,19 @@ Each held message has a visibility deadline (received + visibility timeout). Onc
 extender looks for messages within a third of the timeout of their deadline and pushes them
 out by another full timeout, in ``ChangeMessageVisibilityBatch`` calls (through the ack
 batcher), so nothing is redelivered to another worker while this one still works on it.
+
+The extender is a :class:`~worker.lifecycle.BackgroundService`: ``start()`` / ``close()`` (or
+``async with``) run its loop in a task of its own; ``run()`` is the same loop in the caller's
+task. A failed round is logged (``periodic_failed``) and the next one goes on.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from worker.lifecycle import BackgroundService, Periodic
 from worker.logs import get_logger
 from worker.queue.acks import AckBatcher
 from worker.queue.message import QueueMessage
@@ -26,19 +30,23 @@ class _Tracked:
     deadline: float  # monotonic time the message becomes visible again
 
 
-class VisibilityExtender:
+class VisibilityExtender(BackgroundService):
     def __init__(
         self,
         acks: AckBatcher,
         visibility_timeout_s: int,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        interval_s: float = 1.0,
     ) -> None:
+        super().__init__("visibility-extender")
         self._acks = acks
         self._timeout_s = visibility_timeout_s
         self._margin_s = visibility_timeout_s / 3
         self._clock = clock
         self._held: dict[str, _Tracked] = {}
         self.extended_total = 0
+        self.every(interval_s, self.extend_due)
 
     def track(self, message: QueueMessage) -> None:
         self._held[message.receipt_handle] = _Tracked(message, self._clock() + self._timeout_s)
@@ -65,6 +73,5 @@ class VisibilityExtender:
         return len(due)
 
     async def run(self, interval_s: float = 1.0) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            self.extend_due()
+        """Extend what is due every ``interval_s``, in the caller's task, until cancelled."""
+        await Periodic(self.name, interval_s, self.extend_due).run()

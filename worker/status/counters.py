@@ -33,9 +33,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import TracebackType
 from typing import Any
 
+from worker.lifecycle import BackgroundService
 from worker.logs import get_logger
 from worker.status.codec import decode_item
 from worker.status.expected import (
@@ -86,9 +86,11 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class CampaignCounters:
+class CampaignCounters(BackgroundService):
     """In-memory deltas of final outcomes per campaign, flushed with one ``UpdateItem`` per
-    campaign per flush. ``client`` is an aiobotocore DynamoDB client."""
+    campaign per flush. ``client`` is an aiobotocore DynamoDB client. A background service:
+    ``start()`` runs the flush loop, ``close()`` (idempotent) stops it and flushes the rest,
+    raising :class:`CountersFlushError` if that last flush fails (those counts are lost)."""
 
     def __init__(
         self,
@@ -102,13 +104,13 @@ class CampaignCounters:
             raise ValueError(f"flush_interval_s must be > 0 seconds, got {flush_interval_s}")
         if ttl_days is not None and ttl_days < 1:
             raise ValueError(f"ttl_days must be >= 1 or None (no expiry), got {ttl_days}")
+        super().__init__("campaign-counters")
         self._client = client
         self._table = table
-        self._interval = flush_interval_s
         self._ttl_s = ttl_days * 86_400 if ttl_days is not None else None
         self._pending: dict[str, Counter[str]] = {}
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self._flusher = self.every(flush_interval_s, self._flush_logged)
 
     def record(self, campaign_id: str, status: str, error_code: str | None) -> None:
         """Count one request's final outcome (call once, when its final record was written)."""
@@ -179,33 +181,24 @@ class CampaignCounters:
         )
 
     async def run(self) -> None:
-        """Flush every ``flush_interval_s`` until cancelled; a failed flush is logged and its
-        deltas are retried at the next one."""
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.flush()
-            except CountersFlushError as exc:
-                log.warning(
-                    "campaign_counters_flush_failed",
-                    campaigns=sorted(exc.failures),
-                    error=_describe(next(iter(exc.failures.values()))),
-                )
+        """Flush every ``flush_interval_s`` in the caller's task until cancelled (``start``
+        runs this loop in a task of its own); a failed flush is logged and its deltas are
+        retried at the next one."""
+        await self._flusher.run()
 
-    def start(self) -> None:
-        """Run :meth:`run` in a task of its own (``close`` stops it)."""
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="campaign-counters")
+    async def _flush_logged(self) -> None:
+        try:
+            await self.flush()
+        except CountersFlushError as exc:
+            log.warning(
+                "campaign_counters_flush_failed",
+                campaigns=sorted(exc.failures),
+                error=_describe(next(iter(exc.failures.values()))),
+            )
 
-    async def close(self) -> None:
-        """Stop the flush loop (if started here) and write what is pending; idempotent.
-        Raises :class:`CountersFlushError` if that last flush fails (the counts are lost)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait({task})
-            if not task.cancelled() and task.exception() is not None:
-                log.error("campaign_counters_loop_failed", error=repr(task.exception()))
+    async def _drain(self) -> None:
+        """``close()``'s last flush, once the loop is stopped; raises
+        :class:`CountersFlushError` if it fails (those counts are lost)."""
         try:
             await self.flush()
         except CountersFlushError as exc:
@@ -215,18 +208,6 @@ class CampaignCounters:
                 error=_describe(next(iter(exc.failures.values()))),
             )
             raise
-
-    async def __aenter__(self) -> CampaignCounters:
-        self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 @dataclass(frozen=True, slots=True)

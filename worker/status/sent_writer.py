@@ -29,6 +29,7 @@ from typing import Any
 
 from worker.aws.errors import describe, is_unavailable
 from worker.backoff import compute_backoff_s
+from worker.batching import LingerBatcher
 from worker.health import DYNAMODB, DependencyHealth
 from worker.logs import get_logger
 from worker.status.codec import encode_value
@@ -54,7 +55,7 @@ class _Pending:
     done: asyncio.Future[None]
 
 
-class SentWriter:
+class SentWriter(LingerBatcher[_Pending]):
     def __init__(
         self,
         client: Any,
@@ -62,15 +63,12 @@ class SentWriter:
         linger_ms: int,
         health: DependencyHealth | None = None,
     ) -> None:
+        super().__init__("sent-writer", max_batch=BATCH_MAX, linger_s=linger_ms / 1000)
         self._client = client
         self._table = table
         self._health = health or DependencyHealth()
         self._abandoned = asyncio.Event()
-        self._linger_s = linger_ms / 1000
-        self._pending: list[_Pending] = []
-        self._wakeup = asyncio.Event()
-        self._runner: asyncio.Task[None] | None = None
-        self._batches: set[asyncio.Task[None]] = set()
+        self._close_grace_s = 5.0
 
     async def write(self, claim: Claim, info: RecordFields, message_id: str, calls: int) -> None:
         """Return once the SENT record is durable; raises ``SentAbandoned`` only if the
@@ -90,19 +88,8 @@ class SentWriter:
             "ReceiveCount": encode_value(info.receive_count),
         }
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(claim.request_id, item, future))
-        if len(self._pending) >= BATCH_MAX or self._linger_s == 0:
-            self._dispatch()
-        else:
-            self._wakeup.set()
+        self._add(_Pending(claim.request_id, item, future))
         await future
-
-    async def __aenter__(self) -> SentWriter:
-        self._runner = asyncio.create_task(self._run(), name="sent-writer")
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     def abandon(self) -> None:
         """Give up on every record still held (the shutdown's hard deadline): each waiting
@@ -112,45 +99,31 @@ class SentWriter:
     async def close(self, grace_s: float = 5.0) -> None:
         """Write what is queued; after ``grace_s`` abandon what is still held (the worker's
         shutdown has normally waited for its records already, within its own deadline)."""
-        if self._runner is not None:
-            self._runner.cancel()
-            await asyncio.gather(self._runner, return_exceptions=True)
-            self._runner = None
-        while self._pending:
-            self._dispatch()
-        if self._batches:
-            await asyncio.wait(list(self._batches), timeout=grace_s)
-        if self._batches:
+        self._close_grace_s = grace_s
+        await super().close()
+
+    async def _drain(self) -> None:
+        try:
+            async with asyncio.timeout(self._close_grace_s):
+                await self.flush()
+        except TimeoutError:
             self.abandon()
-        while self._batches:
-            await asyncio.gather(*list(self._batches), return_exceptions=True)
+        await super()._drain()
 
-    async def _run(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            await asyncio.sleep(self._linger_s)
-            while self._pending:
-                self._dispatch()
-
-    def _dispatch(self) -> None:
+    def _take(self, queued: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
         batch: list[_Pending] = []
         keys: set[str] = set()
         rest: list[_Pending] = []
-        for pending in self._pending:
+        for pending in queued:
             # One item per key per call (DynamoDB's rule); a second waits for the next batch.
             if len(batch) < BATCH_MAX and pending.request_id not in keys:
                 batch.append(pending)
                 keys.add(pending.request_id)
             else:
                 rest.append(pending)
-        self._pending = rest
-        if batch:
-            task = asyncio.create_task(self._write(batch))
-            self._batches.add(task)
-            task.add_done_callback(self._batches.discard)
+        return batch, rest
 
-    async def _write(self, batch: list[_Pending]) -> None:
+    async def _send(self, batch: list[_Pending]) -> None:
         remaining = {p.request_id: p for p in batch}
         started = time.monotonic()
         attempt = 0
