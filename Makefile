@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck check bench sandbox clean
+.PHONY: install run test lint typecheck check docs bench sandbox clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
+## The docs/ pages as a site in site/, strict: a broken link or anchor, or a page missing from
+## mkdocs.yml's nav, fails the build.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
 ## The benchmark: the worker against two boto3 baselines (about 15 minutes on 2 cores).
 ## dynalite (a faster DynamoDB-compatible server) comes from npm when Node.js is present.
 bench: $(STAMP)
@@ -42,4 +47,4 @@ sandbox: $(STAMP)
 	$(BIN)/sms-worker sandbox
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis site

@@ -1,7 +1,8 @@
-"""Settings, the command line and the README stay in step."""
+"""Settings, the command line and the settings table of docs/operating.md stay in step."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,21 +13,39 @@ from pydantic import ValidationError
 from worker.cli import explain_settings_error
 from worker.settings import Settings
 
-README = (Path(__file__).parents[2] / "README.md").read_text()
+OPERATING = Path(__file__).parents[2] / "docs" / "operating.md"
 QUEUE = "http://localhost/000000000000/q"
 
 
-def test_every_setting_is_documented_in_the_readme_and_the_help() -> None:
+def _settings_table() -> str:
+    """The "## Settings" section of the operating page, where every setting has its row."""
+    text = OPERATING.read_text()
+    start = text.index("\n## Settings\n")
+    end = text.index("\n## ", start + 1)
+    return text[start:end]
+
+
+def test_every_setting_is_documented_in_the_operating_page_and_the_help() -> None:
     help_text = subprocess.run(
         [sys.executable, "-m", "worker", "run", "--help"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+    table = _settings_table()
     for name in Settings.model_fields:
         env, option = f"SMS_WORKER_{name.upper()}", "--" + name.replace("_", "-")
-        assert f"`{env}` / `{option}`" in README, name
+        assert f"| `{env}` / `{option}` |" in table, name
         assert option in help_text and env in help_text, name
+
+
+def test_the_settings_table_lists_only_real_settings() -> None:
+    rows = re.findall(r"^\| `SMS_WORKER_(\w+)` / `--([\w-]+)` \|", _settings_table(), re.M)
+    assert rows
+    for env, option in rows:
+        assert env.lower() in Settings.model_fields, env
+        assert option == env.lower().replace("_", "-"), (env, option)
+    assert len(rows) == len({env for env, _ in rows}), "a setting has two rows"
 
 
 def test_environment_and_options(monkeypatch: pytest.MonkeyPatch) -> None:

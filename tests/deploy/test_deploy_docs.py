@@ -1,4 +1,4 @@
-"""README.md's Deploy section: the commands it shows work with the files they name."""
+"""docs/deploy.md: the commands it shows work with the files they name."""
 
 from __future__ import annotations
 
@@ -13,15 +13,12 @@ from deploy_support import CFN_TEMPLATE, K8S_DIR, ROOT, require_subcommand
 
 from worker.cli import build_parser
 
-README = ROOT / "README.md"
+DEPLOY_PAGE = ROOT / "docs" / "deploy.md"
 
 
 @pytest.fixture(scope="module")
 def text() -> str:
-    readme = README.read_text()
-    start = readme.index("\n## Deploy\n")
-    end = readme.index("\n## ", start + 1)
-    return readme[start + 1 : end]
+    return DEPLOY_PAGE.read_text()
 
 
 def _commands(text: str) -> list[list[str]]:
@@ -43,8 +40,8 @@ def _cfn_parameters() -> dict[str, Any]:
     return dict(template["Parameters"])
 
 
-def test_it_is_the_deploy_section(text: str) -> None:
-    assert text.startswith("## Deploy\n")
+def test_it_is_the_deploy_page(text: str) -> None:
+    assert text.startswith("# Deploy\n")
 
 
 def test_every_path_it_names_exists(text: str) -> None:
@@ -79,6 +76,20 @@ def test_compose_runs_are_commands_sms_worker_accepts(
             parser.parse_args(argv)
         except SystemExit:
             pytest.fail(f"sms-worker rejects {argv}: {capsys.readouterr().err.strip()}")
+
+
+def test_sms_worker_commands_are_ones_it_accepts(
+    text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = [c for c in _commands(text) if c[0] == "sms-worker"]
+    assert runs
+    parser = build_parser()
+    for command in runs:
+        require_subcommand(parser, command[1])
+        try:
+            parser.parse_args(command[1:])
+        except SystemExit:
+            pytest.fail(f"sms-worker rejects {command[1:]}: {capsys.readouterr().err.strip()}")
 
 
 def test_cloudformation_deploys_name_real_parameters_and_give_the_required_ones(
