@@ -25,6 +25,7 @@ from worker.aws.hotpath import open_hot_path
 from worker.handlers import HANDLERS, Handler, HandlerContext
 from worker.handlers.held import HeldMessage, Phase
 from worker.health import DependencyHealth
+from worker.lifecycle import Periodic
 from worker.logs import get_logger
 from worker.masking import mask_identity
 from worker.metrics import Metrics
@@ -63,7 +64,6 @@ class _Hosted:
     acks: AckBatcher
     extender: VisibilityExtender
     handler: Handler
-    extending: asyncio.Task[None] | None = None
     pollers: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -81,6 +81,7 @@ class Worker:
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._hosted: list[_Hosted] = []
         self.http_port: int | None = None
+        self._last_progress = (0, time.monotonic())
 
     # -- control ---------------------------------------------------------------------------
     def request_stop(self, reason: str = "signal") -> None:
@@ -94,13 +95,28 @@ class Worker:
         self.stopping.set()
         _log_quietly("shutdown_requested", reason=reason)
 
+    @property
+    def tasks_running(self) -> int:
+        """Messages a live task is working on."""
+        return len(self._tasks)
+
+    @property
+    def messages_tracked(self) -> int:
+        """Messages the visibility extenders keep invisible (never more than tasks_running)."""
+        return sum(len(hosted.extender) for hosted in self._hosted)
+
     # -- run: startup -> serve -> shutdown -------------------------------------------------
     async def run(self) -> int:
         async with AsyncExitStack() as stack:
             await self._startup(stack)
-            progress = asyncio.create_task(self._progress_loop(), name="progress")
+            interval_s = self.settings.progress_interval_s
+            progress = Periodic("progress", interval_s, self._progress) if interval_s > 0 else None
+            if progress is not None:
+                progress.start()
             exit_code = await self._wait_for_stop()
-            await self._shutdown({progress})
+            if progress is not None:
+                await progress.stop()
+            await self._shutdown()
         log.info("shutdown_finished", **self.metrics.snapshot())
         return exit_code
 
@@ -145,9 +161,7 @@ class Worker:
             hosted = _Hosted(route, acks, extender, await HANDLERS[route.handler](ctx))
             self._hosted.append(hosted)
         for hosted in self._hosted:
-            hosted.extending = asyncio.create_task(
-                hosted.extender.run(), name=f"visibility-extender-{hosted.route.handler}"
-            )
+            hosted.extender.start()
             consumer = Consumer(
                 hot.sqs,
                 hosted.route.queue_url,
@@ -222,30 +236,22 @@ class Worker:
             exc = task.exception()
             log.error("task_crashed", error=repr(exc))
 
-    async def _progress_loop(self) -> None:
-        interval = self.settings.progress_interval_s
-        if interval <= 0 or self.limiter is None:
-            return
-        limiter = self.limiter
-        last_sent, last_t = 0, time.monotonic()
-        while True:
-            await asyncio.sleep(interval)
-            now = time.monotonic()
-            snap = self.metrics.snapshot()
-            sent = self.metrics.sent
-            log.info(
-                "progress",
-                sends_per_s=round((sent - last_sent) / (now - last_t), 2),
-                cooldown=self.cooldown.reason,
-                identity_rates=json.dumps(
-                    {mask_identity(k): round(b.rate_mps, 2) for k, b in limiter.most_recent(20)}
-                ),
-                **snap,
-            )
-            last_sent, last_t = sent, now
+    def _progress(self) -> None:
+        """The periodic progress line: the rate since the last one, the counters, the rates."""
+        now, sent = time.monotonic(), self.metrics.sent
+        last_sent, last_t = self._last_progress
+        rates = self.limiter.most_recent(20) if self.limiter is not None else []
+        log.info(
+            "progress",
+            sends_per_s=round((sent - last_sent) / max(now - last_t, 1e-9), 2),
+            cooldown=self.cooldown.reason,
+            identity_rates=json.dumps({mask_identity(k): round(b.rate_mps, 2) for k, b in rates}),
+            **self.metrics.snapshot(),
+        )
+        self._last_progress = (sent, now)
 
     # -- shutdown --------------------------------------------------------------------------
-    async def _shutdown(self, loops: set[asyncio.Task[Any]]) -> None:
+    async def _shutdown(self) -> None:
         """Stop receiving; hand back what is not claimed; let claimed sends finish within
         the grace period, then cancel; wait for the shielded status writes until the hard
         deadline, then abandon what is still held; flush the acks; stop the extenders last."""
@@ -257,7 +263,7 @@ class Worker:
             not_started=len(waiting),
             grace_s=s.shutdown_grace_s,
         )
-        loops = loops | {t for hosted in self._hosted for t in hosted.pollers}
+        loops = {t for hosted in self._hosted for t in hosted.pollers}
         for task in loops:
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
@@ -291,10 +297,8 @@ class Worker:
                     pending=hosted.acks.pending,
                     effect="those messages will be delivered again and skipped as duplicates",
                 )
-        extending = [h.extending for h in self._hosted if h.extending is not None]
-        for task in extending:
-            task.cancel()
-        await asyncio.gather(*extending, return_exceptions=True)
+        for hosted in self._hosted:
+            await hosted.extender.close()  # last: every message still held stayed invisible
 
     async def _wait_tasks(self, grace_s: float) -> None:
         deadline = time.monotonic() + grace_s
