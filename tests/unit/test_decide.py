@@ -1,0 +1,176 @@
+"""The send handler's decisions, row by row against the contract's outcome table
+(docs/contract.md, "What happens to each request"). Pure functions: no servers."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from worker.handlers.held import Delete, HandBack, Release
+from worker.handlers.send import decide as d
+from worker.model import parse_request
+from worker.sending.errors import ErrorKind, SendError
+from worker.sending.sender import SendResult
+from worker.status.model import Status
+from worker.status.store import Claim, ClaimRefused
+
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+NOW_MS = int(NOW.timestamp() * 1000)
+
+
+def ctx(receive_count: int = 1, max_receive_count: int = 5, **kw: Any) -> d.Context:
+    return d.Context(receive_count, max_receive_count, NOW, NOW_MS, **kw)
+
+
+def parsed(**fields: Any) -> Any:
+    body = {
+        "RequestId": "r-1",
+        "DestinationPhoneNumber": "+12065550100",
+        "OriginationIdentity": "+18005550100",
+        "MessageBody": "hello",
+    } | fields
+    return parse_request(json.dumps(body), sqs_message_id="m-1")
+
+
+CLAIM = Claim("r-1", "token", 1, NOW_MS + 60_000)
+
+
+def failed_send(kind: ErrorKind, code: str, *, answered: bool = True) -> SendResult:
+    return SendResult(None, SendError(kind, code, "SOME_REASON", "detail", answered), 3, 10.0)
+
+
+def test_sent_is_written_and_deleted() -> None:
+    step = d.decide(ctx(), parsed(), CLAIM, SendResult("provider-id", None, 1, 5.0))
+    assert isinstance(step, d.Decision)
+    assert step.outcome is not None and step.outcome.status is Status.SENT
+    assert step.message_id == "provider-id" and step.ack == Delete() and step.kind is d.Kind.SENT
+
+
+def test_dry_run_accepted_is_sent() -> None:
+    step = d.decide(ctx(), parsed(DryRun=True), CLAIM, SendResult("dry-id", None, 1, 5.0))
+    assert isinstance(step, d.Decision) and step.kind is d.Kind.SENT
+
+
+@pytest.mark.parametrize("status", ["SENT", "FAILED", "EXPIRED"])
+def test_duplicate_of_a_final_request_is_deleted_without_a_write(status: str) -> None:
+    step = d.decide(ctx(), parsed(), ClaimRefused({"Status": status}))
+    assert isinstance(step, d.Decision)
+    assert step.outcome is None and step.ack == Delete() and step.kind is d.Kind.DUPLICATE
+    assert step.seen_status == status
+
+
+def test_live_claim_elsewhere_is_left_until_its_lease_passes() -> None:
+    refused = ClaimRefused({"Status": "SENDING", "LeaseUntil": NOW_MS + 42_000})
+    step = d.decide(ctx(), parsed(), refused)
+    assert isinstance(step, d.Decision) and step.outcome is None
+    assert step.ack == HandBack(43, "lease_busy") and step.kind is d.Kind.LEASE_BUSY
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        "[1, 2]",
+        json.dumps({"RequestId": "r-1", "Unknown": 1}),
+        json.dumps({"RequestId": "r-1", "DestinationPhoneNumber": "12"}),
+    ],
+)
+def test_invalid_body_is_failed_invalid_request_and_deleted(body: str) -> None:
+    step = d.decide(ctx(), parse_request(body, sqs_message_id="m-9"))
+    assert isinstance(step, d.Decision) and step.outcome is not None
+    assert step.outcome.status is Status.FAILED
+    assert step.outcome.error_code == d.INVALID_REQUEST and step.outcome.error_reason
+    assert step.ack == Delete()
+
+
+def test_not_after_passed_is_expired_and_deleted() -> None:
+    past = (NOW - timedelta(minutes=1)).isoformat()
+    step = d.decide(ctx(), parsed(NotAfter=past))
+    assert isinstance(step, d.Decision) and step.outcome is not None
+    assert step.outcome.status is Status.EXPIRED and step.ack == Delete()
+
+
+def test_not_after_ahead_proceeds_to_the_claim_then_the_send() -> None:
+    ahead = (NOW + timedelta(minutes=1)).isoformat()
+    assert d.decide(ctx(), parsed(NotAfter=ahead)) is d.PROCEED
+    assert d.decide(ctx(), parsed(NotAfter=ahead), CLAIM) is d.PROCEED
+
+
+@pytest.mark.parametrize(
+    "code", ["ValidationException", "ConflictException", "ResourceNotFoundException"]
+)
+def test_refused_by_the_api_is_failed_with_code_and_reason_and_deleted(code: str) -> None:
+    step = d.decide(ctx(), parsed(), CLAIM, failed_send(ErrorKind.PERMANENT, code))
+    assert isinstance(step, d.Decision) and step.outcome is not None
+    assert (step.outcome.status, step.outcome.error_code) == (Status.FAILED, code)
+    assert step.outcome.error_reason == "SOME_REASON" and step.ack == Delete()
+
+
+@pytest.mark.parametrize("receive_count, ceiling_s", [(1, 5), (2, 10), (3, 20), (4, 40)])
+def test_transient_after_in_process_retries_is_retrying_with_a_growing_delay(
+    receive_count: int, ceiling_s: int
+) -> None:
+    c = ctx(receive_count, 5, redelivery_base_delay_s=5, redelivery_max_delay_s=300)
+    step = d.decide(c, parsed(), CLAIM, failed_send(ErrorKind.TRANSIENT, "ThrottlingException"))
+    assert isinstance(step, d.Decision) and step.outcome is not None
+    assert step.outcome.status is Status.RETRYING and step.kind is d.Kind.RETRYING
+    assert step.ack == Release(ceiling_s)
+
+
+def test_last_receive_still_transient_is_exhausted_and_left_for_the_dlq() -> None:
+    step = d.send_failed(ctx(5, 5), SendError(ErrorKind.TRANSIENT, "InternalServerException",
+                                               None, "boom"))  # fmt: skip
+    assert step.outcome is not None and step.outcome.status is Status.FAILED
+    assert step.outcome.error_code == d.RETRIES_EXHAUSTED
+    assert step.outcome.error_reason == "InternalServerException"
+    assert step.ack == Release(0) and step.kind is d.Kind.EXHAUSTED
+
+
+@pytest.mark.parametrize("code", ["AccessDeniedException", "ServiceQuotaExceededException"])
+def test_account_wide_error_is_retrying_and_starts_the_cooldown(code: str) -> None:
+    c = ctx(1, 5, cooldown_s=120.0)
+    step = d.decide(c, parsed(), CLAIM, failed_send(ErrorKind.ACCOUNT, code))
+    assert isinstance(step, d.Decision) and step.outcome is not None
+    assert step.outcome.status is Status.RETRYING and step.cooldown == code
+    assert step.ack == Release(120)  # not visible before the cool-down ends
+
+
+def test_sms_api_unreachable_on_the_last_receive_is_kept_not_exhausted() -> None:
+    error = SendError(ErrorKind.TRANSIENT, "ConnectTimeoutError", None, "x", answered=False)
+    step = d.send_failed(ctx(5, 5, sms_outage=True), error)
+    assert step.outcome is not None and step.outcome.status is Status.RETRYING
+    assert isinstance(step.ack, HandBack) and step.ack.reason == "sms_unavailable"
+    # ... unless the worker is stopping: then it is exhausted, so the DLQ holds a final status.
+    stopping = d.send_failed(ctx(5, 5, sms_outage=True, stopping=True), error)
+    assert stopping.outcome is not None and stopping.outcome.error_code == d.RETRIES_EXHAUSTED
+
+
+def test_dynamodb_failing_hands_back_within_the_visibility_timeout() -> None:
+    back = d.store_failed(ctx(3), visibility_timeout_s=120, claim=None)
+    assert back.reason == "store_unavailable" and 1 <= back.delay_s <= 120
+    # With our claim standing, not before its lease has passed (60 s here).
+    claimed = d.store_failed(ctx(1), visibility_timeout_s=120, claim=CLAIM)
+    assert claimed.delay_s >= 61
+
+
+def test_shutdown_on_the_last_receive_records_a_final_status_for_the_dlq() -> None:
+    step = d.exhausted(ctx(5, 5), "shutdown", claimed=True)
+    assert step.outcome is not None and step.outcome.error_code == d.RETRIES_EXHAUSTED
+    assert step.outcome.error_reason == "SHUTDOWN" and step.ack == Release(0)
+    never_claimed = d.exhausted(ctx(5, 5), "cooldown", claimed=False)
+    assert never_claimed.ack == Delete()
+
+
+def test_before_claim_gates() -> None:
+    assert d.before_claim(ctx(), 0.0, 2.0, 0.0) is None
+    stop = d.before_claim(ctx(stopping=True), 0.0, 2.0, 0.0)
+    assert stop is not None and stop.ack == HandBack(0, "shutdown")
+    cool = d.before_claim(ctx(cooldown_remaining_s=9.2), 0.0, 2.0, 0.0)
+    assert cool is not None and cool.ack == HandBack(10, "cooldown")
+    deferred = d.before_claim(ctx(1, 5), 30.0, 2.0, 0.5)
+    assert deferred is not None and deferred.ack == HandBack(38, "deferred")
+    # Near the last receive a deferral would burn receives toward the DLQ: wait instead.
+    assert d.before_claim(ctx(4, 5), 30.0, 2.0, 0.5) is None
