@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-from types import TracebackType
 
 import structlog
 from aiohttp import web
@@ -49,12 +48,7 @@ class RunningSandbox:
     async def __aenter__(self) -> RunningSandbox:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
 
