@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from worker.model import (
-    API_KEYS,
+    CHANNELS,
     CONTRACT_KEYS,
     ENVELOPE_KEYS,
     MMS_EXTENSIONS,
@@ -22,6 +22,8 @@ from worker.model import (
     parse_request,
     request_json_schema,
 )
+
+API_KEYS = CHANNELS["MMS"].api_keys
 
 SQS_ID = "7b1c2f5e-0000-4000-8000-000000000001"
 US = "+14155552671"
