@@ -190,21 +190,20 @@ class Pipeline:
                 error_message=parsed.message,
             )
             return await self._shielded(held, self._record_without_call(held, info, outcome))
-        request = parsed.request
-        identity = request.OriginationIdentity
+        identity = parsed.rate_key
         info = held.info = RequestInfo(
             parsed.request_id,
             msg.message_id,
             msg.receive_count,
-            request.CampaignId,
-            request.DestinationPhoneNumber,
-            identity,
-            bool(request.DryRun),
+            parsed.envelope.campaign_id,
+            parsed.destination,
+            parsed.identity,
+            parsed.dry_run,
         )
         structlog.contextvars.bind_contextvars(
             request_id=info.request_id, identity=mask_identity(identity)
         )
-        not_after = request.not_after
+        not_after = parsed.envelope.not_after
         if not_after is not None and datetime.now(UTC) > not_after:
             outcome = Outcome(
                 EXPIRED,
@@ -241,11 +240,12 @@ class Pipeline:
         claim = held.claim = claimed
         log.info("claimed", attempt=claim.attempts)
         result = await self._sender.send(
-            request.api_params(),
+            parsed.api_params(),
             identity,
             first_token_held=True,
             progress=held.progress,
             deadline=lease_deadline,
+            channel=parsed.channel,
         )
         return await self._shielded(held, self._conclude(held, claim, info, result))
 
