@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from worker.model import (
-    API_KEYS,
+    CHANNELS,
     CONTRACT_KEYS,
     ENVELOPE_KEYS,
     MMS_EXTENSIONS,
@@ -22,6 +22,8 @@ from worker.model import (
     parse_request,
     request_json_schema,
 )
+
+API_KEYS = CHANNELS["MMS"].api_keys
 
 SQS_ID = "7b1c2f5e-0000-4000-8000-000000000001"
 US = "+14155552671"
@@ -124,7 +126,7 @@ def test_valid_bodies_are_accepted(data: dict[str, Any]) -> None:
     parsed = accepted(data)
     assert parsed.request_id == data.get("RequestId", SQS_ID)
     expected = {key: value for key, value in data.items() if key in API_KEYS}
-    assert parsed.request.api_params() == expected
+    assert parsed.payload.api_params() == expected
 
 
 @pytest.mark.parametrize("ext", MMS_EXTENSIONS)
@@ -376,7 +378,7 @@ def test_bytes_body_is_utf8_json() -> None:
     raw = json.dumps(body(MessageBody="café \N{GRINNING FACE}"), ensure_ascii=False)
     parsed = parse_request(raw.encode("utf-8"), sqs_message_id=SQS_ID)
     assert isinstance(parsed, ParsedRequest)
-    assert parsed.request.MessageBody == "café \N{GRINNING FACE}"
+    assert parsed.payload.MessageBody == "café \N{GRINNING FACE}"
 
 
 def test_duplicate_top_level_key_is_rejected() -> None:
@@ -466,31 +468,31 @@ def test_api_params_hold_only_the_given_api_members() -> None:
         CampaignId="c",
         NotAfter="2030-06-15T12:00:00+02:00",
     )
-    params = accepted(data).request.api_params()
+    params = accepted(data).payload.api_params()
     assert set(params) == set(API_KEYS)
     assert not set(params) & set(ENVELOPE_KEYS)
     assert params == {key: data[key] for key in API_KEYS}
-    assert accepted(body()).request.api_params() == body()
+    assert accepted(body()).payload.api_params() == body()
 
 
 def test_api_params_are_copies() -> None:
-    request = accepted(body(Context={"k": "v"}, MediaUrls=[IMAGE])).request
+    request = accepted(body(Context={"k": "v"}, MediaUrls=[IMAGE])).payload
     params = request.api_params()
     params["Context"] = {}
     assert request.Context == {"k": "v"}
 
 
 def test_not_after_is_an_aware_utc_datetime() -> None:
-    request = accepted(body(NotAfter="2030-06-15T12:00:00+02:00")).request
+    request = accepted(body(NotAfter="2030-06-15T12:00:00+02:00")).payload
     assert request.not_after == datetime(2030, 6, 15, 10, 0, tzinfo=UTC)
     assert request.not_after is not None
     assert request.not_after.utcoffset() is not None
-    assert accepted(body()).request.not_after is None
-    assert "NotAfter" not in accepted(body(NotAfter="2030-06-15T12:00:00Z")).request.api_params()
+    assert accepted(body()).payload.not_after is None
+    assert "NotAfter" not in accepted(body(NotAfter="2030-06-15T12:00:00Z")).payload.api_params()
 
 
 def test_model_is_frozen_and_strict() -> None:
-    request = accepted(body()).request
+    request = accepted(body()).payload
     with pytest.raises(ValidationError):
         request.MessageBody = "changed"  # type: ignore[misc]
     with pytest.raises(ValidationError):

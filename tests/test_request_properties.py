@@ -34,6 +34,7 @@ ORDER = [
     "DestinationPhoneNumber", "OriginationIdentity", "MessageBody", "MediaUrls",
     "ConfigurationSetName", "MaxPrice", "TimeToLive", "Context", "DryRun",
     "ProtectConfigurationId", "MessageFeedbackEnabled", "RequestId", "CampaignId", "NotAfter",
+    "Channel",
 ]  # fmt: skip
 API = ORDER[:11]
 EXTENSIONS = {
@@ -145,11 +146,14 @@ CHECKS: dict[str, Any] = {
     "RequestId": lambda v: is_text(v, 1, 128, ALNUM + "_.:-"),
     "CampaignId": lambda v: is_text(v, 1, 128, ALNUM + "_.:-"),
     "NotAfter": not_after_ok,
+    "Channel": lambda v: v == "MMS",  # the only channel so far; absent means MMS
 }
 
 
 def invalid_keys(data: dict[str, Any]) -> list[str]:
     """The keys that break the contract, in reporting order: unknown keys by name first."""
+    if "Channel" in data and not CHECKS["Channel"](data["Channel"]):
+        return ["Channel"]  # the channel decides which keys and rules apply: nothing else
     unknown = sorted(key for key in data if key not in CHECKS)
     bad = [
         key
@@ -311,6 +315,7 @@ STRATEGIES: dict[str, Any] = {
     "RequestId": tokens,
     "CampaignId": tokens,
     "NotAfter": not_afters,
+    "Channel": mixed(st.just("MMS"), st.sampled_from(["SMS", "mms", "", 1, None, ["MMS"]])),
 }
 
 
@@ -380,14 +385,14 @@ def test_parser_agrees_with_the_independent_checker(data: dict[str, Any]) -> Non
     if not bad:
         assert isinstance(result, ParsedRequest), result
         assert result.request_id == request_id
-        assert result.request.api_params() == {k: v for k, v in data.items() if k in API}
+        assert result.payload.api_params() == {k: v for k, v in data.items() if k in API}
         return
     assert isinstance(result, InvalidRequest), (bad, result)
     assert result.field == reportable_key(bad[0])
     assert result.request_id == request_id
 
     def kept(key: str) -> str | None:
-        return data[key] if key in data and key not in bad else None
+        return data[key] if key in data and CHECKS[key](data[key]) else None
 
     assert result.destination == kept("DestinationPhoneNumber")
     assert result.identity == kept("OriginationIdentity")

@@ -24,6 +24,8 @@ from deploy_support import (
     shutdown_budget_s,
 )
 
+from worker.model.channels import CHANNELS
+
 cfnlint_api = pytest.importorskip("cfnlint.api", reason="needs cfn-lint")
 cfnlint_decode = pytest.importorskip("cfnlint.decode", reason="needs cfn-lint")
 
@@ -197,10 +199,22 @@ def iam_actions(modules: frozenset[str]) -> dict[str, set[str]]:
     for module in modules:
         path = _module_file(module)
         assert path is not None
-        for method in re.findall(r"\.([a-z_0-9]+)\(", path.read_text()):
+        text = path.read_text()
+        for method in re.findall(r"\.([a-z_0-9]+)\(", text):
             if method in operations:
                 actions.setdefault(operations[method], set()).add(module)
+        # A send goes through the channel registry (getattr(client, channel.method)): that
+        # module needs every registered channel's action.
+        if re.search(r"\bchannel\.method\b", text):
+            for channel in CHANNELS.values():
+                actions.setdefault(operations[channel.method], set()).add(module)
     return actions
+
+
+def test_each_channel_names_its_sdk_method_and_iam_action() -> None:
+    operations = _operations()
+    for channel in CHANNELS.values():
+        assert operations[channel.method] == channel.iam_action == f"sms-voice:{channel.operation}"
 
 
 def worker_modules() -> frozenset[str]:

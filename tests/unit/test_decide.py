@@ -109,7 +109,7 @@ def test_refused_by_the_api_is_failed_with_code_and_reason_and_deleted(code: str
     assert step.outcome.error_reason == "SOME_REASON" and step.ack == Delete()
 
 
-@pytest.mark.parametrize("receive_count, ceiling_s", [(1, 5), (2, 10), (3, 20), (4, 40)])
+@pytest.mark.parametrize(("receive_count", "ceiling_s"), [(1, 5), (2, 10), (3, 20), (4, 40)])
 def test_transient_after_in_process_retries_is_retrying_with_a_growing_delay(
     receive_count: int, ceiling_s: int
 ) -> None:

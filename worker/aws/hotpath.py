@@ -9,6 +9,7 @@ used and the aiobotocore clients serve every call. Both paths run the same tests
 
 from __future__ import annotations
 
+import functools
 import ssl
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from yarl import URL
 from worker.aws.clients import AwsClients
 from worker.aws.jsonapi import JsonApiClient, endpoint_problem
 from worker.logs import get_logger
+from worker.model.channels import CHANNELS
 from worker.settings import Settings
 
 log = get_logger(__name__)
@@ -55,8 +57,16 @@ class SqsCalls(_Adapter):
 
 
 class SmsCalls(_Adapter):
-    async def send_media_message(self, **params: Any) -> dict[str, Any]:
-        return await self.api.call("SendMediaMessage", params)
+    """One method per registered channel, named as the SDK names its operation
+    (``send_media_message`` for MMS), so the sender calls either client the same way."""
+
+    def __init__(self, api: JsonApiClient) -> None:
+        super().__init__(api)
+        for channel in CHANNELS.values():
+            setattr(self, channel.method, functools.partial(self._call, channel.operation))
+
+    async def _call(self, operation: str, **params: Any) -> dict[str, Any]:
+        return await self.api.call(operation, params)
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,11 +64,15 @@ RULES: Mapping[str, str] = {
         "NotAfter must be an ISO-8601 date-time with seconds and a UTC offset, "
         "such as 2026-01-01T00:00:00Z or 2026-01-01T02:00:00+02:00"
     ),
+    "Channel": (
+        'Channel must be "MMS" (sent with SendMediaMessage; the default when the key is '
+        "absent), the only channel this worker sends"
+    ),
 }
 
 BODY_RULE = (
     "The SQS message body must be a UTF-8 JSON object whose keys are SendMediaMessage "
-    "parameters or the envelope keys RequestId, CampaignId and NotAfter"
+    "parameters or the envelope keys RequestId, CampaignId, NotAfter and Channel"
 )
 NO_CONTENT = "A request needs MessageBody or MediaUrls (or both); got neither"
 UNEXPECTED = "The body could not be checked because of an internal error; report this"
@@ -137,18 +141,31 @@ def body_error(got: str) -> str:
     return f"{BODY_RULE}; got {got}"
 
 
-def unknown_key(key: str) -> str:
+def unknown_key(key: str, operation: str) -> str:
     """An unknown key: named only when :func:`reportable_key` allows it, with a hint of the
-    contract key it most likely misspells (a hint is our text: given either way)."""
+    contract key it most likely misspells (a hint is our text: given either way).
+    ``operation`` is the API operation of the body's channel."""
     unnamed = (
         " (its name is not shown: it is not shaped like a parameter name)"
         if reportable_key(key) == UNNAMED_KEY
         else ""
     )
     return (
-        f"{_quoted(key)} is not a SendMediaMessage parameter nor an envelope key{unnamed}"
+        f"{_quoted(key)} is not a {operation} parameter nor an envelope key{unnamed}"
         f"{_hint(key)}; keys are case-sensitive: remove it or correct its spelling"
     )
+
+
+def unknown_channel(value: object) -> str:
+    """``Channel`` names no channel of the registry (or is not a string): the body cannot be
+    checked further, since its channel decides which keys and rules apply."""
+    if value is None:
+        got = "null (omit the key to leave it unset)"
+    elif isinstance(value, str):
+        got = "a string that names no channel of this worker"
+    else:
+        got = json_kind(value)
+    return f"{RULES['Channel']}; got {got}"
 
 
 def duplicate_key(key: str) -> str:

@@ -1,8 +1,10 @@
 """Turn one SQS message body into a :class:`ParsedRequest` or an :class:`InvalidRequest`.
 
-:func:`parse_request` never raises: whatever the body holds, the caller gets a result it can
-record. JSON is read strictly: UTF-8 only, no ``NaN``/``Infinity``, no key given twice at any
-depth (which of two values would win is not something a sender should have to guess).
+The body's ``Channel`` key picks its registry entry (:mod:`worker.model.channels`), whose
+model checks the whole body in one pass. :func:`parse_request` never raises: whatever the body
+holds, the caller gets a result it can record. JSON is read strictly: UTF-8 only, no
+``NaN``/``Infinity``, no key given twice at any depth (which of two values would win is not
+something a sender should have to guess).
 """
 
 from __future__ import annotations
@@ -16,18 +18,51 @@ from typing import Any
 from pydantic import ValidationError
 
 from worker.model import messages
-from worker.model.request import SendRequest
-from worker.model.rules import CONTRACT_KEYS
+from worker.model.channels import CHANNELS, DEFAULT_CHANNEL, Channel, ChannelRequest
+from worker.model.envelope import Envelope
+from worker.model.rules import ENVELOPE_KEYS, parse_not_after
 
-_RANK = {key: index for index, key in enumerate(CONTRACT_KEYS)}
+# Per channel: its contract keys' reporting order (its parameters, then the envelope).
+_RANKS: dict[str, dict[str, int]] = {
+    name: {key: index for index, key in enumerate(dict.fromkeys(c.api_keys + ENVELOPE_KEYS))}
+    for name, c in CHANNELS.items()
+}
 
 
 @dataclass(frozen=True, slots=True)
 class ParsedRequest:
-    """A valid body."""
+    """A valid body: its envelope, its channel and the channel's validated request."""
 
-    request: SendRequest
-    request_id: str  # RequestId, or the SQS MessageId when the body has none
+    envelope: Envelope
+    channel: Channel
+    payload: ChannelRequest  # the channel's model (it holds the envelope keys too)
+
+    @property
+    def request_id(self) -> str:
+        """RequestId, or the SQS MessageId when the body has none."""
+        return self.envelope.request_id
+
+    @property
+    def destination(self) -> str:
+        return self.payload.DestinationPhoneNumber
+
+    @property
+    def identity(self) -> str | None:
+        """OriginationIdentity (for the status record and the logs)."""
+        return self.payload.OriginationIdentity
+
+    @property
+    def dry_run(self) -> bool:
+        return bool(self.payload.DryRun)
+
+    @property
+    def rate_key(self) -> str:
+        """The rate limiter's bucket for this request (the channel decides what it is)."""
+        return self.channel.rate_key(self.payload)
+
+    def api_params(self) -> dict[str, object]:
+        """The keyword arguments of ``channel.operation``: the API members that were given."""
+        return self.payload.api_params()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,13 +155,18 @@ def _holds_duplicates(value: object) -> bool:
     return False
 
 
-def _rank(key: str) -> tuple[int, str]:
-    """Unknown keys first (by name), then contract order."""
-    return (_RANK.get(key, -1), key)
+def _first(keys: Iterable[str], channel: Channel) -> str:
+    """Unknown keys first (by name), then the channel's contract order."""
+    rank = _RANKS[channel.name]
+    return min(keys, key=lambda key: (rank.get(key, -1), key))
 
 
-def _first(keys: Iterable[str]) -> str:
-    return min(keys, key=_rank)
+def _channel_of(data: Mapping[str, Any]) -> Channel | None:
+    """The body's channel; None when its ``Channel`` names none (or is not a string)."""
+    name = data.get("Channel")
+    if name is None and "Channel" not in data:
+        return DEFAULT_CHANNEL
+    return CHANNELS.get(name) if isinstance(name, str) else None
 
 
 def _field_of(error: Mapping[str, Any]) -> str:
@@ -134,10 +174,12 @@ def _field_of(error: Mapping[str, Any]) -> str:
     return str(loc[0]) if loc else "MessageBody"  # the model-level check: no content
 
 
-def _invalid_fields(data: dict[str, Any]) -> tuple[dict[str, str], SendRequest | None]:
+def _invalid_fields(
+    data: dict[str, Any], channel: Channel
+) -> tuple[dict[str, str], ChannelRequest | None]:
     """Validate; map each invalid key to its message (in error order)."""
     try:
-        return {}, SendRequest.model_validate(data)
+        return {}, channel.validate(data)
     except ValidationError as exc:
         found: dict[str, str] = {}
         for error in exc.errors(include_url=False, include_context=False):
@@ -145,7 +187,9 @@ def _invalid_fields(data: dict[str, Any]) -> tuple[dict[str, str], SendRequest |
             if field in found:
                 continue
             if error["type"] == "extra_forbidden":
-                found[field] = messages.unknown_key(field)
+                found[field] = messages.unknown_key(field, channel.operation)
+            elif field == "Channel":
+                found[field] = messages.unknown_channel(data.get(field))
             elif not error["loc"]:
                 found[field] = messages.NO_CONTENT
             else:
@@ -187,20 +231,38 @@ def _parse(body: str | bytes, sqs_message_id: str) -> ParsedRequest | InvalidReq
     duplicated = set(data.duplicates) if isinstance(data, _DuplicatedKeys) else set()
     nested = {key for key, value in data.items() if _holds_duplicates(value)} - duplicated
     if duplicated or nested:
-        field = _first(duplicated | nested)
+        rest = {key: value for key, value in data.items() if key not in duplicated | nested}
+        # Which of the other keys are valid (for the record) by the channel they ask for;
+        # the keys the record copies have the same rules in every channel.
+        channel = _channel_of(rest) or DEFAULT_CHANNEL
+        field = _first(duplicated | nested, channel)
         message = (
             messages.duplicate_key(field) if field in duplicated
             else messages.nested_duplicate_key(field)
         )  # fmt: skip
-        rest = {key: value for key, value in data.items() if key not in duplicated | nested}
-        found, _ = _invalid_fields(rest)
+        found, _ = _invalid_fields(rest, channel)
         return _invalid(rest, found, sqs_message_id, field, message)
 
-    found, request = _invalid_fields(data)
+    maybe_channel = _channel_of(data)
+    if maybe_channel is None:
+        # The channel decides which keys and rules apply: nothing else can be judged. The
+        # keys the record copies are judged by the default channel's rules (shared by all).
+        found, _ = _invalid_fields(data, DEFAULT_CHANNEL)
+        found["Channel"] = message = messages.unknown_channel(data["Channel"])
+        return _invalid(data, found, sqs_message_id, "Channel", message)
+    channel = maybe_channel
+    found, request = _invalid_fields(data, channel)
     if request is None:
-        field = _first(found)
+        field = _first(found, channel)
         return _invalid(data, found, sqs_message_id, field, found[field])
-    return ParsedRequest(request, request.RequestId or sqs_message_id)
+    not_after = request.NotAfter
+    envelope = Envelope(
+        request_id=request.RequestId or sqs_message_id,
+        channel=channel.name,
+        campaign_id=request.CampaignId,
+        not_after=None if not_after is None else parse_not_after(not_after),
+    )
+    return ParsedRequest(envelope, channel, request)
 
 
 def parse_request(body: str | bytes, *, sqs_message_id: str) -> ParsedRequest | InvalidRequest:

@@ -1,6 +1,6 @@
 """The send-request contract's rules as plain data and functions.
 
-The model (:mod:`worker.model.request`), the error messages (:mod:`worker.model.messages`)
+The models (:mod:`worker.model.mms`, ...), the error messages (:mod:`worker.model.messages`)
 and the JSON Schema (:mod:`worker.model.schema`) all read them from here, so the rules are
 stated once. Every pattern is anchored with ``^...$`` and is meant for engines where ``$``
 matches only at the very end of the text (pydantic's Rust engine, ECMA-262 as used by JSON
@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 
 import phonenumbers
 
-#: The ``SendMediaMessage`` parameters a body may carry, in contract order.
-API_KEYS: tuple[str, ...] = (
+#: The ``SendMediaMessage`` parameters an MMS body may carry, in contract order.
+MMS_API_KEYS: tuple[str, ...] = (
     "DestinationPhoneNumber",
     "OriginationIdentity",
     "MessageBody",
@@ -28,10 +28,11 @@ API_KEYS: tuple[str, ...] = (
     "ProtectConfigurationId",
     "MessageFeedbackEnabled",
 )
-#: Keys read by the worker itself and never sent to the API.
-ENVELOPE_KEYS: tuple[str, ...] = ("RequestId", "CampaignId", "NotAfter")
-#: Every key a body may carry, in contract order (the order errors are reported in).
-CONTRACT_KEYS: tuple[str, ...] = API_KEYS + ENVELOPE_KEYS
+#: Keys read by the worker itself, whatever the channel, and never sent to the API.
+ENVELOPE_KEYS: tuple[str, ...] = ("RequestId", "CampaignId", "NotAfter", "Channel")
+#: Every key a body of some channel may carry, in contract order: each channel's parameters
+#: (a key two channels share listed once, where it first appears), then the envelope keys.
+CONTRACT_KEYS: tuple[str, ...] = tuple(dict.fromkeys(MMS_API_KEYS + ENVELOPE_KEYS))
 
 #: File extensions of the media types MMS accepts (compared case-insensitively).
 MMS_EXTENSIONS: tuple[str, ...] = (

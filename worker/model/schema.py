@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from worker.model.request import SendRequest
+from worker.model.mms import SendRequest
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 

@@ -24,11 +24,13 @@ from worker.health import DEPENDENCIES, DependencyHealth
 from worker.logs import get_logger
 from worker.masking import mask_identity
 from worker.metrics import Metrics
+from worker.model.channels import operations
 from worker.sending.cooldown import Cooldown
 from worker.sending.limiter import Limiter
 
 log = get_logger(__name__)
 HEARTBEAT_STALE_S = 10.0
+_SEND_OPERATIONS = " and ".join(operations())  # the metrics' help text: "SendMediaMessage"
 IDENTITY_SERIES_MAX = 50  # the most recently used identities get a series each
 
 
@@ -95,7 +97,7 @@ def render(o: Observed) -> str:
         outcomes,
     )
     for name, value, help_text in (
-        ("sms_worker_send_calls_total", m.send_calls, "SendMediaMessage calls made."),
+        ("sms_worker_send_calls_total", m.send_calls, f"{_SEND_OPERATIONS} calls made."),
         ("sms_worker_send_retries_total", m.send_retries, "In-process send retries."),
         ("sms_worker_throttled_total", m.throttled, "Calls answered ThrottlingException."),
         ("sms_worker_messages_received_total", m.received, "SQS messages received."),
@@ -194,7 +196,7 @@ def render(o: Observed) -> str:
         _line("sms_worker_send_latency_seconds_count", h.count),
     ]
     family(
-        "sms_worker_send_latency_seconds", "histogram", "SendMediaMessage call latency.", buckets
+        "sms_worker_send_latency_seconds", "histogram", f"{_SEND_OPERATIONS} call latency.", buckets
     )
     return "\n".join(out) + "\n"
 

@@ -88,9 +88,9 @@ def check_row(raw: RawRow, campaign_id: str | None = None) -> GoodRow | RowProbl
         first = parse_request(raw.body, sqs_message_id=PLACEHOLDER_MESSAGE_ID)
         if isinstance(first, InvalidRequest):
             return RowProblem(raw.line, first.field, first.message)
-        data = request_data(first.request)
+        data = request_data(first.payload)
         if not _fill(data, campaign_id, raw.line):
-            return GoodRow(raw.line, PreparedRequest(dump_body(data), first.request.RequestId))
+            return GoodRow(raw.line, PreparedRequest(dump_body(data), first.payload.RequestId))
     else:
         data = dict(raw.data or {})
         _fill(data, campaign_id, raw.line)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from worker.model import InvalidRequest, SendRequest, parse_request
+from worker.model import ChannelRequest, InvalidRequest, SendRequest, parse_request
 
 #: Stands in for the SQS MessageId while a body is validated before it has one.
 PLACEHOLDER_MESSAGE_ID = "00000000-0000-0000-0000-000000000000"
@@ -63,12 +63,14 @@ def check_body(body: str | bytes) -> PreparedRequest | InvalidRequest:
     if isinstance(result, InvalidRequest):
         return result
     text = body if isinstance(body, str) else body.decode("utf-8")
-    return PreparedRequest(body=text, request_id=result.request.RequestId)
+    return PreparedRequest(body=text, request_id=result.payload.RequestId)
 
 
-def request_data(request: SendRequest) -> dict[str, Any]:
-    """The keys a ``SendRequest`` was given, as plain JSON data in contract order."""
-    return request.model_dump(exclude_unset=True, exclude_none=True)
+def request_data(request: ChannelRequest) -> dict[str, Any]:
+    """The keys a ``SendRequest`` (any channel's model) was given, as plain JSON data in
+    contract order."""
+    data: dict[str, Any] = request.model_dump(exclude_unset=True, exclude_none=True)
+    return data
 
 
 def prepare_request(request: SendRequest | Mapping[str, Any] | PreparedRequest) -> PreparedRequest:
@@ -108,4 +110,6 @@ def validate_request(request: SendRequest | Mapping[str, Any]) -> SendRequest:
     result = parse_request(prepared.body, sqs_message_id=PLACEHOLDER_MESSAGE_ID)
     if isinstance(result, InvalidRequest):  # pragma: no cover - prepare_request checked it
         raise InvalidSendRequest(result.field, result.message)
-    return result.request
+    if not isinstance(result.payload, SendRequest):  # pragma: no cover - only MMS so far
+        raise TypeError(f"a {result.channel.name} request is not a SendRequest")
+    return result.payload

@@ -18,13 +18,16 @@ from typing import Any
 import structlog
 
 from worker.masking import mask_identity, mask_phone
+from worker.model.channels import MMS
 from worker.sandbox import errors
 from worker.sandbox.bucket import Clock, RateLimiter
 from worker.sandbox.config import SandboxConfig
-from worker.sandbox.validation import validate_send_media_message
+from worker.sandbox.validation import VALIDATORS, Validator
 
 TARGET_PREFIX = "PinpointSMSVoiceV2."
-SEND_TARGET = TARGET_PREFIX + "SendMediaMessage"
+SEND_TARGET = TARGET_PREFIX + MMS.operation
+#: X-Amz-Target -> the validator of that operation: one per registered channel.
+HANDLERS: dict[str, Validator] = {TARGET_PREFIX + op: check for op, check in VALIDATORS.items()}
 
 log = structlog.get_logger("worker.sandbox")
 
@@ -115,7 +118,8 @@ class SandboxState:
         """The success body for one call, or raises :class:`errors.ApiError`."""
         counters, config = self.counters, self._config
         counters.calls += 1
-        if target != SEND_TARGET:
+        check = HANDLERS.get(target)
+        if check is None:
             counters.unknown_operations += 1
             raise errors.unknown_operation(target)
         if config.fault_rate > 0 and self._rng.random() < config.fault_rate:
@@ -126,7 +130,7 @@ class SandboxState:
         except ValueError:
             counters.validation_errors += 1
             raise errors.serialization("The request body is not valid JSON") from None
-        invalid = validate_send_media_message(params)
+        invalid = check(params)
         if invalid is not None:
             counters.validation_errors += 1
             log.debug(

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import botocore.session
 
+from worker.model.channels import MMS
+
 SERVICE_NAME = "pinpoint-sms-voice-v2"
-OPERATION_NAME = "SendMediaMessage"
+OPERATION_NAME = MMS.operation  # the default of input_shape
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +192,7 @@ def validate_send_media_message(params: object) -> tuple[str, list[FieldError]] 
     Reason is ``MISSING_PARAMETER`` when a required member (or both MessageBody and
     MediaUrls) is missing, otherwise ``FIELD_VALIDATION_FAILED``.
     """
-    errors = validate(input_shape(), params)
+    errors = validate(input_shape(MMS.operation), params)
     no_content = (
         isinstance(params, dict)
         and params.get("MessageBody") is None
@@ -202,3 +205,12 @@ def validate_send_media_message(params: object) -> tuple[str, list[FieldError]] 
         return None
     reason = "MISSING_PARAMETER" if any(e.missing for e in errors) else "FIELD_VALIDATION_FAILED"
     return reason, errors
+
+
+#: (Reason, errors) for an invalid request, None for a valid one.
+Validator = Callable[[object], tuple[str, list[FieldError]] | None]
+
+#: The sandbox's handler of each registered channel's operation: how the service checks it.
+VALIDATORS: Mapping[str, Validator] = {
+    MMS.operation: validate_send_media_message,
+}

@@ -1,4 +1,5 @@
-"""One request's send: ``SendMediaMessage`` with in-process retries (tenacity).
+"""One request's send: its channel's operation (``SendMediaMessage`` for MMS) with in-process
+retries (tenacity).
 
 Transient errors (throttling, 5xx, connection errors, timeouts) are retried with exponential
 backoff and full jitter, within an attempt budget and a total time budget that both sit well
@@ -31,6 +32,7 @@ from worker.aws.errors import describe, http_status
 from worker.health import SMS, DependencyHealth
 from worker.logs import get_logger
 from worker.metrics import Metrics
+from worker.model.channels import DEFAULT_CHANNEL, Channel
 from worker.sending.errors import ErrorKind, SendError, classify
 from worker.sending.limiter import Limiter
 from worker.settings import Settings
@@ -97,15 +99,19 @@ class Sender:
         first_token_held: bool,
         progress: SendProgress | None = None,
         deadline: float | None = None,
+        channel: Channel = DEFAULT_CHANNEL,
     ) -> SendResult:
         """Send with retries; never raises for a send error (only for cancellation).
 
-        ``deadline`` (``time.monotonic()``): when the claim's lease ends. A retry whose token
-        wait and call could not both end before it is not made; the last error stands."""
+        ``params`` are ``channel.operation``'s arguments; ``identity`` is the rate-limit key
+        (``ParsedRequest.rate_key``). ``deadline`` (``time.monotonic()``): when the claim's
+        lease ends. A retry whose token wait and call could not both end before it is not
+        made; the last error stands."""
         s = self._settings
         limiter = self._limiter
         state = progress if progress is not None else SendProgress()
         latency_ms = 0.0
+        operation = getattr(self._client, channel.method)  # e.g. send_media_message
 
         async def call_once() -> str:
             nonlocal latency_ms
@@ -126,7 +132,7 @@ class Sender:
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(self._call_deadline_s):
-                    response = await self._client.send_media_message(**params)
+                    response = await operation(**params)
             except Exception as exc:
                 state.in_call = False
                 self._observe(exc)

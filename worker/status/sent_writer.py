@@ -16,7 +16,7 @@ fall in the documented crash window (claimed again after their lease, and sent a
 
 The other price is the linger: a SENT record waits at most ``linger_ms`` for its batch, so a
 worker killed in that time resends those requests. ``linger_ms = 0`` writes each record at
-once (a batch still forms while a call is in flight). The message is deleted only once its
+once, in a call of its own. The message is deleted only once its
 record is durable, so an acknowledged request always has its final status.
 """
 

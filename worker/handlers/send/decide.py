@@ -103,7 +103,7 @@ def decide(
             error_message=parsed.message,
         )
         return Decision(Delete(), Kind.FAILED, outcome)
-    not_after = parsed.request.not_after
+    not_after = parsed.envelope.not_after
     if claim is None and not_after is not None and ctx.now > not_after:
         message = f"NotAfter {not_after.isoformat()} passed before the request could be sent"
         return Decision(Delete(), Kind.EXPIRED, Outcome(Status.EXPIRED, error_message=message))
@@ -234,13 +234,12 @@ def record_fields(
             parsed.destination,
             parsed.identity,
         )
-    request = parsed.request
     return RecordFields(
         parsed.request_id,
         sqs_message_id,
         receive_count,
-        request.CampaignId,
-        request.DestinationPhoneNumber,
-        request.OriginationIdentity,
-        bool(request.DryRun),
+        parsed.envelope.campaign_id,
+        parsed.destination,
+        parsed.identity,
+        parsed.dry_run,
     )

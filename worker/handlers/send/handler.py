@@ -72,7 +72,7 @@ class SendHandler(DecisionExecutor):
         if isinstance(step, d.Decision):
             return await self.shielded(held, self._carry_out(held, step))
         assert not isinstance(parsed, InvalidRequest)
-        identity = parsed.request.OriginationIdentity
+        identity = parsed.rate_key
         structlog.contextvars.bind_contextvars(identity=mask_identity(identity))
         wait_s = self._limiter.next_wait_s(identity)
         max_wait_s = self._s.max_token_wait_s
@@ -96,8 +96,8 @@ class SendHandler(DecisionExecutor):
             return await self._carry_out(held, d.refused(self._context(held), claimed))
         held.claim = claimed
         self._emit(d.Kind.CLAIMED, held, attempt=claimed.attempts)
-        result = await self._sender.send(parsed.request.api_params(), identity,
-            first_token_held=True, progress=held.progress, deadline=lease_deadline)  # fmt: skip
+        result = await self._sender.send(parsed.api_params(), identity, first_token_held=True,
+            progress=held.progress, deadline=lease_deadline, channel=parsed.channel)  # fmt: skip
         step = d.decide(self._context(held), parsed, claimed, result)
         assert isinstance(step, d.Decision)
         return await self.shielded(held, self._carry_out(held, step, claimed, result))

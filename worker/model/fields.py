@@ -1,13 +1,12 @@
-"""The validated send request: one SQS message body, checked against the contract.
+"""The value types every channel's request shares, and the strict model they are checked by.
 
-Field names are the contract's keys (the ``SendMediaMessage`` parameter names plus the
-envelope keys), so errors and the JSON Schema speak the contract's language. Parsing is
-strict: no coercion between JSON types, no unknown keys, no explicit ``null``.
+Field names are the contract's keys, so errors and the JSON Schema speak the contract's
+language. Parsing is strict: no coercion between JSON types, no unknown keys, no explicit
+``null``. Each channel's model (:mod:`worker.model.mms`, ...) is built from these.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, get_args
 
 from pydantic import (
@@ -18,13 +17,11 @@ from pydantic import (
     GetCoreSchemaHandler,
     StringConstraints,
     field_validator,
-    model_validator,
 )
 from pydantic.config import JsonDict
 from pydantic_core import CoreSchema, PydanticCustomError
 
 from worker.model import rules
-from worker.model.messages import RULES
 
 
 class _NoNull:
@@ -43,7 +40,7 @@ class _NoNull:
         return handler.generate_schema(inner[0])
 
 
-_NO_NULL = _NoNull()
+NO_NULL = _NoNull()
 
 
 def _phone_number(value: str) -> str:
@@ -89,13 +86,6 @@ BodyStr = Annotated[
     AfterValidator(_not_blank),
     Field(json_schema_extra={"pattern": rules.NOT_BLANK_PATTERN}),
 ]
-MediaUrlStr = Annotated[
-    str,
-    StringConstraints(
-        min_length=1, max_length=rules.MEDIA_URL_MAX, pattern=rules.MEDIA_URL_PATTERN
-    ),
-]
-MediaUrlList = Annotated[list[MediaUrlStr], Field(min_length=1, max_length=1)]
 NameStr = Annotated[
     str, StringConstraints(min_length=1, max_length=rules.NAME_MAX, pattern=rules.NAME_PATTERN)
 ]
@@ -148,8 +138,9 @@ def _strings_in(value: object) -> list[str]:
     return []
 
 
-class SendRequest(BaseModel):
-    """One send request. Build it with :func:`worker.model.parse_request`, not by hand."""
+class StrictModel(BaseModel):
+    """The base of every request model: frozen, strict, no unknown keys, no input in errors,
+    and no lone surrogate in any text (valid in JSON escapes, impossible to send as UTF-8)."""
 
     model_config = ConfigDict(
         frozen=True,
@@ -157,62 +148,11 @@ class SendRequest(BaseModel):
         strict=True,
         hide_input_in_errors=True,
         field_title_generator=lambda name, _info: name,
-        title="SendRequest",
-        json_schema_extra={
-            "description": (
-                "One SQS message body of sms-worker: the keyword arguments of the "
-                "PinpointSMSVoiceV2 SendMediaMessage call, plus the envelope keys RequestId, "
-                "CampaignId and NotAfter. MessageBody, MediaUrls or both must be given."
-            ),
-            "anyOf": [{"required": ["MessageBody"]}, {"required": ["MediaUrls"]}],
-        },
     )
-
-    DestinationPhoneNumber: PhoneNumberStr = Field(description=RULES["DestinationPhoneNumber"])
-    OriginationIdentity: IdentityStr = Field(description=RULES["OriginationIdentity"])
-    MessageBody: Annotated[BodyStr | None, _NO_NULL] = Field(None, description=RULES["MessageBody"])
-    MediaUrls: Annotated[MediaUrlList | None, _NO_NULL] = Field(
-        None, description=RULES["MediaUrls"]
-    )
-    ConfigurationSetName: Annotated[NameStr | None, _NO_NULL] = Field(
-        None, description=RULES["ConfigurationSetName"]
-    )
-    MaxPrice: Annotated[PriceStr | None, _NO_NULL] = Field(None, description=RULES["MaxPrice"])
-    TimeToLive: Annotated[TtlInt | None, _NO_NULL] = Field(None, description=RULES["TimeToLive"])
-    Context: Annotated[ContextMap | None, _NO_NULL] = Field(None, description=RULES["Context"])
-    DryRun: Annotated[bool | None, _NO_NULL] = Field(None, description=RULES["DryRun"])
-    ProtectConfigurationId: Annotated[NameStr | None, _NO_NULL] = Field(
-        None, description=RULES["ProtectConfigurationId"]
-    )
-    MessageFeedbackEnabled: Annotated[bool | None, _NO_NULL] = Field(
-        None, description=RULES["MessageFeedbackEnabled"]
-    )
-    RequestId: Annotated[TokenStr | None, _NO_NULL] = Field(None, description=RULES["RequestId"])
-    CampaignId: Annotated[TokenStr | None, _NO_NULL] = Field(None, description=RULES["CampaignId"])
-    NotAfter: Annotated[DateTimeStr | None, _NO_NULL] = Field(None, description=RULES["NotAfter"])
 
     @field_validator("*", mode="after")
     @classmethod
     def _utf8_only(cls, value: object) -> object:
-        """Reject lone surrogates (valid in JSON escapes, impossible to send as UTF-8)."""
         if not all(rules.is_utf8_text(text) for text in _strings_in(value)):
             raise PydanticCustomError("not_utf8", "text with a lone surrogate")
         return value
-
-    @model_validator(mode="after")
-    def _has_content(self) -> SendRequest:
-        if self.MessageBody is None and self.MediaUrls is None:
-            raise PydanticCustomError("no_content", "neither MessageBody nor MediaUrls")
-        return self
-
-    def api_params(self) -> dict[str, object]:
-        """Keyword arguments for ``send_media_message``: the API members that were given."""
-        given = self.model_fields_set.intersection(rules.API_KEYS)
-        return self.model_dump(include=given)
-
-    @property
-    def not_after(self) -> datetime | None:
-        """``NotAfter`` as an aware UTC datetime, or None when the request has none."""
-        if self.NotAfter is None:
-            return None
-        return rules.parse_not_after(self.NotAfter)

@@ -1,0 +1,93 @@
+"""The MMS channel's body: the ``SendMediaMessage`` parameters, plus the envelope keys.
+
+``MmsRequest`` is the model (``SendRequest`` is its historical name, kept for producers);
+:data:`worker.model.channels.MMS` is its registry entry.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
+from pydantic_core import PydanticCustomError
+
+from worker.model import rules
+from worker.model.envelope import EnvelopeFields
+from worker.model.fields import (
+    NO_NULL,
+    BodyStr,
+    ContextMap,
+    IdentityStr,
+    NameStr,
+    PhoneNumberStr,
+    PriceStr,
+    StrictModel,
+    TtlInt,
+)
+from worker.model.messages import RULES
+
+NAME = "MMS"
+OPERATION = "SendMediaMessage"
+API_KEYS = rules.MMS_API_KEYS
+
+MediaUrlStr = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=rules.MEDIA_URL_MAX, pattern=rules.MEDIA_URL_PATTERN
+    ),
+]
+MediaUrlList = Annotated[list[MediaUrlStr], Field(min_length=1, max_length=1)]
+
+
+class MmsPayload(StrictModel):
+    """The ``SendMediaMessage`` parameters of a body (what is sent, less the envelope)."""
+
+    DestinationPhoneNumber: PhoneNumberStr = Field(description=RULES["DestinationPhoneNumber"])
+    OriginationIdentity: IdentityStr = Field(description=RULES["OriginationIdentity"])
+    MessageBody: Annotated[BodyStr | None, NO_NULL] = Field(None, description=RULES["MessageBody"])
+    MediaUrls: Annotated[MediaUrlList | None, NO_NULL] = Field(None, description=RULES["MediaUrls"])
+    ConfigurationSetName: Annotated[NameStr | None, NO_NULL] = Field(
+        None, description=RULES["ConfigurationSetName"]
+    )
+    MaxPrice: Annotated[PriceStr | None, NO_NULL] = Field(None, description=RULES["MaxPrice"])
+    TimeToLive: Annotated[TtlInt | None, NO_NULL] = Field(None, description=RULES["TimeToLive"])
+    Context: Annotated[ContextMap | None, NO_NULL] = Field(None, description=RULES["Context"])
+    DryRun: Annotated[bool | None, NO_NULL] = Field(None, description=RULES["DryRun"])
+    ProtectConfigurationId: Annotated[NameStr | None, NO_NULL] = Field(
+        None, description=RULES["ProtectConfigurationId"]
+    )
+    MessageFeedbackEnabled: Annotated[bool | None, NO_NULL] = Field(
+        None, description=RULES["MessageFeedbackEnabled"]
+    )
+
+    @model_validator(mode="after")
+    def _has_content(self) -> MmsPayload:
+        if self.MessageBody is None and self.MediaUrls is None:
+            raise PydanticCustomError("no_content", "neither MessageBody nor MediaUrls")
+        return self
+
+    def api_params(self) -> dict[str, object]:
+        """Keyword arguments for ``send_media_message``: the API members that were given."""
+        given = self.model_fields_set.intersection(API_KEYS)
+        return self.model_dump(include=given)
+
+
+class MmsRequest(EnvelopeFields, MmsPayload):
+    """One MMS send request. Build it with :func:`worker.model.parse_request`, not by hand."""
+
+    model_config = ConfigDict(
+        title="SendRequest",
+        json_schema_extra={
+            "description": (
+                "One SQS message body of sms-worker: the keyword arguments of the "
+                "PinpointSMSVoiceV2 SendMediaMessage call, plus the envelope keys RequestId, "
+                "CampaignId, NotAfter and Channel. MessageBody, MediaUrls or both must be given."
+            ),
+            "anyOf": [{"required": ["MessageBody"]}, {"required": ["MediaUrls"]}],
+        },
+    )
+
+    Channel: Annotated[Literal["MMS"] | None, NO_NULL] = Field(None, description=RULES["Channel"])
+
+
+SendRequest = MmsRequest
