@@ -30,8 +30,8 @@ from worker.metrics import Metrics
 from worker.sending.errors import ErrorKind
 from worker.sending.ratelimit import RateLimiter
 from worker.sending.sender import Sender
-from worker.status.model import Status
-from worker.status.store import Claim, Outcome, RecordFields, StatusStore
+from worker.status.model import Claim, Outcome, RecordFields, Status
+from worker.status.store import StatusStore
 
 
 async def test_dynamodb_down_strands_nothing_and_pauses_receiving(

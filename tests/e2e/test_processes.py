@@ -26,7 +26,8 @@ from support import (
 )
 
 from worker.status.counters import read_campaign
-from worker.status.store import Claim, RecordFields, StatusStore
+from worker.status.model import Claim, RecordFields
+from worker.status.store import StatusStore
 
 pytestmark = pytest.mark.slow
 FINAL = {"SENT", "FAILED", "EXPIRED"}

@@ -12,8 +12,8 @@ from support import Env
 from worker.devstack.faultproxy import FaultProxy
 from worker.health import DYNAMODB, DependencyHealth
 from worker.status.codec import decode_item
+from worker.status.model import Claim, RecordFields
 from worker.status.sent_writer import SentAbandoned, SentWriter
-from worker.status.store import Claim, RecordFields
 
 # No client retries: the writer's own holding is what is tested.
 ONE_CALL = AioConfig(retries={"total_max_attempts": 1})

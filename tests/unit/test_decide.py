@@ -14,8 +14,7 @@ from worker.handlers.send import decide as d
 from worker.model import parse_request
 from worker.sending.errors import ErrorKind, SendError
 from worker.sending.sender import SendResult
-from worker.status.model import Status
-from worker.status.store import Claim, ClaimRefused
+from worker.status.model import Claim, ClaimRefused, Status
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)

@@ -60,6 +60,13 @@ def error_code(exc: BaseException) -> str | None:
     return None
 
 
+def error_message(exc: BaseException) -> str:
+    """The API error message of a ``ClientError`` (the exception's text otherwise)."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Message") or "") or str(exc)
+    return str(exc)
+
+
 def http_status(exc: ClientError) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
 

@@ -24,7 +24,7 @@ from worker.queue.acks import AckBatcher
 from worker.queue.extender import VisibilityExtender
 from worker.queue.message import QueueMessage
 from worker.sending.sender import SendProgress
-from worker.status.store import Claim, RecordFields
+from worker.status.model import Claim, RecordFields
 
 log = get_logger(__name__)
 

@@ -1,13 +1,8 @@
-"""The worker: open resources once, run the pollers, reap tasks, shut down in order.
+"""The worker: startup (open everything once) -> serve (the routes' pollers) -> shutdown.
 
-Shutdown (first SIGTERM/SIGINT): stop receiving; hand back at once every message not yet
-claimed; let claimed sends finish within ``shutdown_grace_s``; then cancel what is left (a send
-between retries records RETRYING and is handed back; one inside a call keeps its claim and is
-handed back for when its lease has passed); wait at most ``shutdown_hard_s`` for the shielded
-status writes (a SENT record still held by a DynamoDB fault is abandoned only then, and
-logged); flush the acknowledgements; stop the visibility extender last, so every message
-still held stays invisible until it is let go; close the clients. A second signal skips the
-grace period: nothing is lost, because SQS redelivers whatever was not deleted.
+It hosts (queue -> handler) routes (:func:`routes`, :data:`worker.handlers.HANDLERS`); the
+shutdown's order is written out in :meth:`Worker._shutdown` and explained in
+docs/failure-semantics.md ("Shutdown").
 """
 
 from __future__ import annotations
@@ -20,16 +15,17 @@ from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.aws.clients import AwsClients, open_clients
+from worker.aws.clients import open_clients
 from worker.aws.hotpath import open_hot_path
 from worker.handlers import HANDLERS, Handler, HandlerContext
 from worker.handlers.held import HeldMessage, Phase
 from worker.health import DependencyHealth
 from worker.lifecycle import Periodic
 from worker.logs import get_logger
-from worker.masking import mask_identity
 from worker.metrics import Metrics
 from worker.observe.http import Observed, ObserveServer
+from worker.observe.progress import ProgressLine
+from worker.queue import redrive
 from worker.queue.acks import AckBatcher
 from worker.queue.consumer import Consumer
 from worker.queue.extender import VisibilityExtender
@@ -39,8 +35,6 @@ from worker.sending.limiter import Limiter, LimiterContext, build_limiter
 from worker.settings import Settings
 
 log = get_logger(__name__)
-
-DEFAULT_MAX_RECEIVE_COUNT = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +75,6 @@ class Worker:
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._hosted: list[_Hosted] = []
         self.http_port: int | None = None
-        self._last_progress = (0, time.monotonic())
 
     # -- control ---------------------------------------------------------------------------
     def request_stop(self, reason: str = "signal") -> None:
@@ -110,7 +103,8 @@ class Worker:
         async with AsyncExitStack() as stack:
             await self._startup(stack)
             interval_s = self.settings.progress_interval_s
-            progress = Periodic("progress", interval_s, self._progress) if interval_s > 0 else None
+            line = ProgressLine(self.metrics, self.cooldown, self.limiter)
+            progress = Periodic("progress", interval_s, line) if interval_s > 0 else None
             if progress is not None:
                 progress.start()
             exit_code = await self._wait_for_stop()
@@ -142,7 +136,9 @@ class Worker:
         hot = await open_hot_path(stack, s, clients)
         receive_counts = {}
         for route in routes(s):
-            max_receive_count = await self._max_receive_count(clients, route.queue_url)
+            max_receive_count = await redrive.max_receive_count(
+                clients.sqs, route.queue_url, s.max_receive_count
+            )
             receive_counts[route.handler] = max_receive_count
             acks = AckBatcher(
                 hot.sqs,
@@ -203,22 +199,6 @@ class Worker:
             return 1
         return 0
 
-    async def _max_receive_count(self, clients: AwsClients, queue_url: str) -> int:
-        if self.settings.max_receive_count is not None:
-            return self.settings.max_receive_count
-        response = await clients.sqs.get_queue_attributes(
-            QueueUrl=queue_url, AttributeNames=["RedrivePolicy"]
-        )
-        policy = (response.get("Attributes") or {}).get("RedrivePolicy")
-        if not policy:
-            log.warning(
-                "no_redrive_policy",
-                max_receive_count=DEFAULT_MAX_RECEIVE_COUNT,
-                action="give the queue a dead-letter queue (sms-worker init does)",
-            )
-            return DEFAULT_MAX_RECEIVE_COUNT
-        return int(json.loads(policy)["maxReceiveCount"])
-
     def _spawn(self, hosted: _Hosted, message: QueueMessage) -> None:
         held = HeldMessage(message)
         hosted.extender.track(message)
@@ -235,20 +215,6 @@ class Worker:
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
             log.error("task_crashed", error=repr(exc))
-
-    def _progress(self) -> None:
-        """The periodic progress line: the rate since the last one, the counters, the rates."""
-        now, sent = time.monotonic(), self.metrics.sent
-        last_sent, last_t = self._last_progress
-        rates = self.limiter.most_recent(20) if self.limiter is not None else []
-        log.info(
-            "progress",
-            sends_per_s=round((sent - last_sent) / max(now - last_t, 1e-9), 2),
-            cooldown=self.cooldown.reason,
-            identity_rates=json.dumps({mask_identity(k): round(b.rate_mps, 2) for k, b in rates}),
-            **self.metrics.snapshot(),
-        )
-        self._last_progress = (sent, now)
 
     # -- shutdown --------------------------------------------------------------------------
     async def _shutdown(self) -> None:

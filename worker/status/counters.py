@@ -45,8 +45,7 @@ from worker.status.expected import (
     check_campaign_id,
     counter_key,
 )
-from worker.status.model import Status, counted_statuses, counts_as_done
-from worker.status.store import now_iso
+from worker.status.model import Status, counted_statuses, counts_as_done, now_iso
 
 SENT, FAILED, EXPIRED = Status.SENT, Status.FAILED, Status.EXPIRED
 

@@ -17,6 +17,9 @@ operator tools all ask the same module (see docs/contract.md for the table's att
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 #: The status table's partition key.
 REQUEST_KEY = "RequestId"
@@ -84,3 +87,63 @@ class KeyFamily(enum.StrEnum):
 
 def is_reserved_key(request_id: str) -> bool:
     return any(request_id.startswith(prefix) for prefix in KeyFamily)
+
+
+# -- the record's types ---------------------------------------------------------------------
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFields:
+    """What the record copies from the request and its delivery (any may be unknown for an
+    invalid request)."""
+
+    request_id: str
+    sqs_message_id: str
+    receive_count: int
+    campaign_id: str | None = None
+    destination: str | None = None
+    identity: str | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """This worker owns the request until ``lease_until_ms``."""
+
+    request_id: str
+    token: str
+    attempts: int  # including the call about to be made
+    lease_until_ms: int
+    record: dict[str, Any] = field(default_factory=dict)  # as the claim left it (raw)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRefused:
+    """The conditional write was refused: the record, as it stood, is somebody else's (a
+    final status, or a live claim of another delivery)."""
+
+    record: dict[str, Any]
+
+    @property
+    def status(self) -> Status | None:
+        return parse_status(self.record.get("Status"))
+
+    @property
+    def is_duplicate(self) -> bool:
+        return is_duplicate(self.status)
+
+    @property
+    def lease_until_ms(self) -> int:
+        return int(self.record.get("LeaseUntil") or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A FAILED, RETRYING or EXPIRED status to write (SENT goes through SentWriter)."""
+
+    status: Status
+    error_code: str | None = None
+    error_reason: str | None = None
+    error_message: str | None = None

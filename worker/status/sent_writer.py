@@ -33,8 +33,7 @@ from worker.batching import LingerBatcher
 from worker.health import DYNAMODB, DependencyHealth
 from worker.logs import get_logger
 from worker.status.codec import encode_value
-from worker.status.model import Status
-from worker.status.store import Claim, RecordFields, now_iso
+from worker.status.model import Claim, RecordFields, Status, now_iso
 
 log = get_logger(__name__)
 

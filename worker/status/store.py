@@ -13,8 +13,6 @@ import re
 import secrets
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -22,72 +20,21 @@ from botocore.exceptions import ClientError
 from worker.aws.errors import CONDITION_FAILED, describe, error_code, is_unavailable
 from worker.health import DYNAMODB, DependencyHealth
 from worker.status.codec import decode_item, encode_value
-from worker.status.model import REQUEST_KEY, Status, is_duplicate, parse_status
+from worker.status.model import (
+    REQUEST_KEY,
+    Claim,
+    ClaimRefused,
+    Outcome,
+    RecordFields,
+    Status,
+    now_iso,
+)
 
 _PLACEHOLDER = re.compile(r":\w+")
 _CLAIMABLE = (
     "attribute_not_exists(RequestId) OR #Status = :retrying "
     "OR (#Status = :sending AND #LeaseUntil < :now_ms)"
 )
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True, slots=True)
-class RecordFields:
-    """What the record copies from the request and its delivery (any may be unknown for an
-    invalid request)."""
-
-    request_id: str
-    sqs_message_id: str
-    receive_count: int
-    campaign_id: str | None = None
-    destination: str | None = None
-    identity: str | None = None
-    dry_run: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """This worker owns the request until ``lease_until_ms``."""
-
-    request_id: str
-    token: str
-    attempts: int  # including the call about to be made
-    lease_until_ms: int
-    record: dict[str, Any] = field(default_factory=dict)  # as the claim left it (raw)
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimRefused:
-    """The conditional write was refused: the record, as it stood, is somebody else's (a
-    final status, or a live claim of another delivery)."""
-
-    record: dict[str, Any]
-
-    @property
-    def status(self) -> Status | None:
-        return parse_status(self.record.get("Status"))
-
-    @property
-    def is_duplicate(self) -> bool:
-        return is_duplicate(self.status)
-
-    @property
-    def lease_until_ms(self) -> int:
-        return int(self.record.get("LeaseUntil") or 0)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """A FAILED, RETRYING or EXPIRED status to write (SENT goes through SentWriter)."""
-
-    status: Status
-    error_code: str | None = None
-    error_reason: str | None = None
-    error_message: str | None = None
 
 
 class StatusStore:

@@ -22,8 +22,7 @@ from worker.handlers.held import Ack, Delete, HandBack, Release
 from worker.model import InvalidRequest, ParsedRequest
 from worker.sending.errors import ErrorKind, SendError
 from worker.sending.sender import SendResult
-from worker.status.model import Status
-from worker.status.store import Claim, ClaimRefused, Outcome, RecordFields
+from worker.status.model import Claim, ClaimRefused, Outcome, RecordFields, Status
 
 INVALID_REQUEST = "INVALID_REQUEST"
 RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"

@@ -16,8 +16,7 @@ from worker.handlers.send.decide import RETRIES_EXHAUSTED, Kind
 from worker.logs import get_logger
 from worker.metrics import Metrics
 from worker.status.counters import CampaignCounters
-from worker.status.model import Status
-from worker.status.store import Outcome, RecordFields
+from worker.status.model import Outcome, RecordFields, Status
 
 log = get_logger("worker.handlers.send")
 

@@ -24,9 +24,9 @@ from worker.sending.cooldown import Cooldown
 from worker.sending.errors import ErrorKind, SendError
 from worker.sending.sender import SendResult
 from worker.settings import Settings
-from worker.status.model import Status
+from worker.status.model import Claim, ClaimRefused, Outcome, Status
 from worker.status.sent_writer import SentAbandoned, SentWriter
-from worker.status.store import Claim, ClaimRefused, Outcome, StatusStore
+from worker.status.store import StatusStore
 
 log = get_logger("worker.handlers.send")
 

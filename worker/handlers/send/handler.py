@@ -24,7 +24,7 @@ from worker.masking import mask_identity
 from worker.model import InvalidRequest, parse_request
 from worker.sending.limiter import Limiter
 from worker.sending.sender import Sender, SendProgress
-from worker.status.store import ClaimRefused
+from worker.status.model import ClaimRefused
 
 KEEP_RETRY_MAX_S = 5.0  # on the last receive, a hand-back is retried in the task this soon
 _WAITS_FOR = {"store_unavailable": DYNAMODB, "sms_unavailable": SMS}
