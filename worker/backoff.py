@@ -3,7 +3,7 @@
 Every retry loop in the worker (status writes held through an outage, acknowledgements, receive
 failures, redelivery delays) draws its delay here, so the shape is the same everywhere and a
 test of this function covers all of them. (The send's in-process retries use tenacity's
-``wait_random_exponential``, which is this formula; the lean client uses botocore's own.)
+``wait_random_exponential``, which is this formula; the JSON API client uses botocore's own.)
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Structured logging: one event per lifecycle step, fixed keys, no personal data.
 
 Context (request id, SQS message id, receive count, identity) is bound through
-``structlog.contextvars`` by the pipeline, so every event of one request carries it.
+``structlog.contextvars`` by the send handler, so every event of one request carries it.
 """
 
 from __future__ import annotations

@@ -168,7 +168,7 @@ class Settings(BaseSettings):
         True,
         description=(
             "Make the per-message calls (receive, claim, send, status write, delete) with the "
-            "lean signed JSON client instead of aiobotocore (same requests, a fraction of the "
+            "signed JSON API client instead of aiobotocore (same requests, a fraction of the "
             "CPU); false sends every call through aiobotocore."
         ),
     )

@@ -1,7 +1,7 @@
-"""The lean JSON client against aiobotocore: same servers, same calls, same answers.
+"""The JSON API client against aiobotocore: same servers, same calls, same answers.
 
-Each test makes a call through the aiobotocore client and through the lean client built from
-it (``lean_client``), over HTTP to moto and the sandbox, and compares what comes back: results,
+Each test makes a call through the aiobotocore client and through the JSON API client built from
+it (``json_client``), over HTTP to moto and the sandbox, and compares what comes back: results,
 and for errors the botocore ``ClientError`` fields the worker reads (code, modelled fields,
 HTTP status). Transport failures raise the botocore exceptions aiobotocore raises.
 """
@@ -22,7 +22,7 @@ from structlog.testing import capture_logs
 from support import Aws, Env, Sandbox, http_server
 
 from worker.aws.clients import SMS_SERVICE, AwsClients
-from worker.aws.hotpath import DynamoDBCalls, SqsCalls, lean_client, open_hot_path
+from worker.aws.fastpath import DynamoDBCalls, SqsCalls, json_client, open_fast_path
 from worker.aws.jsonapi import JsonApiClient, endpoint_problem
 from worker.settings import Settings
 
@@ -41,9 +41,11 @@ async def sms(servers: dict[str, str]) -> AsyncIterator[Any]:
         yield client
 
 
-async def lean(client: Any, http: aiohttp.ClientSession, *, max_attempts: int = 1) -> JsonApiClient:
+async def json_api(
+    client: Any, http: aiohttp.ClientSession, *, max_attempts: int = 1
+) -> JsonApiClient:
     credentials = await get_session().get_credentials()
-    return lean_client(client, http, credentials, read_timeout_s=10, max_attempts=max_attempts)
+    return json_client(client, http, credentials, read_timeout_s=10, max_attempts=max_attempts)
 
 
 async def both_raise(botocore_call: Any, lean_call: Any) -> tuple[ClientError, ClientError]:
@@ -87,7 +89,7 @@ def update(table: str, request_id: str, condition: str | None = None) -> dict[st
 async def test_dynamodb_update_get_and_condition_failure(
     aws: Aws, env: Env, http: aiohttp.ClientSession
 ) -> None:
-    api = await lean(aws.ddb, http)
+    api = await json_api(aws.ddb, http)
     by_botocore = await aws.ddb.update_item(**update(env.table, "r-botocore"))
     by_lean = await api.call("UpdateItem", update(env.table, "r-lean"))
     assert by_lean["Attributes"] | {"RequestId": {"S": "r-botocore"}} == by_botocore["Attributes"]
@@ -107,7 +109,7 @@ async def test_dynamodb_update_get_and_condition_failure(
 async def test_dynamodb_batch_write_and_unknown_table(
     aws: Aws, env: Env, http: aiohttp.ClientSession
 ) -> None:
-    api = await lean(aws.ddb, http)
+    api = await json_api(aws.ddb, http)
     puts = [{"PutRequest": {"Item": {"RequestId": {"S": f"b-{i}"}}}} for i in range(3)]
     response = await api.call("BatchWriteItem", {"RequestItems": {env.table: puts}})
     assert response.get("UnprocessedItems") == {}
@@ -125,7 +127,7 @@ async def test_dynamodb_batch_write_and_unknown_table(
 async def test_sqs_receive_delete_and_query_compatible_errors(
     aws: Aws, env: Env, http: aiohttp.ClientSession
 ) -> None:
-    api = await lean(aws.sqs, http)
+    api = await json_api(aws.sqs, http)
     await aws.sqs.send_message(QueueUrl=env.queue_url, MessageBody='{"ü": "snowman ☃"}')
     received = await api.call(
         "ReceiveMessage",
@@ -164,7 +166,7 @@ async def test_sqs_receive_delete_and_query_compatible_errors(
 async def test_sms_send_and_validation_error(
     sms: Any, sandbox: Sandbox, http: aiohttp.ClientSession
 ) -> None:
-    api = await lean(sms, http)
+    api = await json_api(sms, http)
     params = {
         "DestinationPhoneNumber": "+12065550100",
         "OriginationIdentity": "+18005550100",
@@ -191,7 +193,7 @@ async def test_transient_errors_retried_within_max_attempts(
     sms: Any, sandbox: Sandbox, http: aiohttp.ClientSession
 ) -> None:
     await sandbox.configure(fault_rate=1.0)
-    api = await lean(sms, http, max_attempts=3)
+    api = await json_api(sms, http, max_attempts=3)
     params = {
         "DestinationPhoneNumber": "+12065550100",
         "OriginationIdentity": "+18005550100",
@@ -217,7 +219,7 @@ async def test_connection_refused_is_botocores_endpoint_connection_error(
     async with get_session().create_client(
         SMS_SERVICE, endpoint_url="http://127.0.0.1:9", config=config
     ) as unreachable:
-        api = await lean(unreachable, http, max_attempts=2)
+        api = await json_api(unreachable, http, max_attempts=2)
         params = {"DestinationPhoneNumber": "+12065550100", "OriginationIdentity": "x"}
         with pytest.raises(EndpointConnectionError):
             await unreachable.send_media_message(**params)
@@ -242,7 +244,7 @@ async def test_a_corrupted_dynamodb_answer_is_retried_then_reported(
         http_server(corrupt) as url,
         get_session().create_client("dynamodb", endpoint_url=url) as ddb,
     ):
-        api = await lean(ddb, http, max_attempts=3)
+        api = await json_api(ddb, http, max_attempts=3)
         with pytest.raises(ClientError) as failed:
             await api.call("GetItem", {"TableName": "t", "Key": {"RequestId": {"S": "x"}}})
     assert failed.value.response["Error"]["Code"] == "CrcMismatch"
@@ -274,11 +276,11 @@ async def test_an_endpoint_with_a_path_stays_on_aiobotocore(servers: dict[str, s
         )
         clients = AwsClients(sqs=sqs, dynamodb=ddb, sms=sms, session=session)
         with capture_logs() as logs:
-            hot = await open_hot_path(stack, settings, clients)
+            hot = await open_fast_path(stack, settings, clients)
         assert hot.sms is sms
         assert isinstance(hot.sqs, SqsCalls) and isinstance(hot.dynamodb, DynamoDBCalls)
         assert [e["event"] for e in logs] == ["fast_path_unavailable"]
-        off = await open_hot_path(
+        off = await open_fast_path(
             stack,
             Settings(queue_url="http://127.0.0.1:9/q", table="t", fast_path=False),
             clients,

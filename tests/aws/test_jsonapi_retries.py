@@ -1,6 +1,6 @@
-"""The lean client retries as botocore's standard mode does: same attempts, backoff, quota.
+"""The JSON API client retries as botocore's standard mode does: same attempts, backoff, quota.
 
-A local HTTP server (real sockets) answers what the test wants; the lean client and an
+A local HTTP server (real sockets) answers what the test wants; the JSON API client and an
 aiobotocore client in ``mode="standard"`` call it side by side.
 """
 
@@ -21,7 +21,7 @@ from aiohttp import web
 from botocore.exceptions import ClientError
 from support import http_server
 
-from worker.aws.hotpath import lean_client
+from worker.aws.fastpath import json_client
 
 GET = {"TableName": "t", "Key": {"RequestId": {"S": "x"}}}
 
@@ -55,7 +55,7 @@ async def _clients(server: Server, stack: Any) -> tuple[Any, Any]:
     )
     http = await stack.enter_async_context(aiohttp.ClientSession())
     credentials = await get_session().get_credentials()
-    return ddb, lean_client(ddb, http, credentials, read_timeout_s=5, max_attempts=3)
+    return ddb, json_client(ddb, http, credentials, read_timeout_s=5, max_attempts=3)
 
 
 def _gaps(calls: list[float]) -> list[float]:

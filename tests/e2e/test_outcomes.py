@@ -30,7 +30,7 @@ FINAL = {"SENT", "FAILED", "EXPIRED"}
 
 @pytest.fixture(autouse=True, params=["lean", "aiobotocore"])
 def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run each test with the hot path on the lean client and on aiobotocore."""
+    """Run each test with the hot path on the JSON API client and on aiobotocore."""
     monkeypatch.setenv("SMS_WORKER_FAST_PATH", "true" if request.param == "lean" else "false")
     return str(request.param)
 

@@ -141,7 +141,7 @@ def test_the_sandbox_handles_every_channels_operation() -> None:
 
 
 def test_the_hot_path_client_has_a_method_per_channel() -> None:
-    from worker.aws.hotpath import SmsCalls
+    from worker.aws.fastpath import SmsCalls
 
     calls: list[tuple[str, dict[str, Any]]] = []
 

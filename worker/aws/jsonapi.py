@@ -1,4 +1,4 @@
-"""A lean client for AWS JSON-protocol APIs (DynamoDB, SQS, End User Messaging SMS).
+"""A small client for AWS JSON-protocol APIs (DynamoDB, SQS, End User Messaging SMS).
 
 botocore spends about 1.4 ms of CPU on every call (event hooks, model-driven serialising and
 parsing, endpoint rules, ``AWSRequest`` signing); the hot path makes a few calls per message,
@@ -74,7 +74,7 @@ class JsonApiClient:
         url = URL(endpoint_url)
         self._http = http
         self._url = url.with_path("/")
-        # The proxy botocore would use (see hotpath.proxy_route), with its credentials.
+        # The proxy botocore would use (see fastpath.proxy_route), with its credentials.
         self._proxy = URL(proxy) if proxy else None
         self._host = canonical_host(url.scheme, url.host or "", url.explicit_port)
         self._signer = SigV4Signer(region, signing_name)
@@ -215,7 +215,7 @@ def endpoint_problem(endpoint_url: str) -> str | None:
     if url.scheme not in ("http", "https") or not url.host:
         return f"endpoint {endpoint_url} is not an http(s) URL with a host"
     if url.path not in ("", "/") or url.query_string:
-        return f"endpoint {endpoint_url} has a path; the lean client posts to /"
+        return f"endpoint {endpoint_url} has a path; the JSON API client posts to /"
     return None
 
 

@@ -1,6 +1,6 @@
-"""botocore's *standard* retry mode, for the lean client: botocore's own parts, not a copy.
+"""botocore's *standard* retry mode, for the JSON API client: botocore's own parts, not a copy.
 
-A lean call decides whether and how long to wait before another attempt exactly as an
+A JSON API call decides whether and how long to wait before another attempt exactly as an
 aiobotocore client in ``mode="standard"`` does, because it asks the same objects botocore's
 ``register_retry_handler`` builds: ``StandardRetryConditions`` (throttling and transient codes,
 500/502/503/504, connection errors and timeouts, modelled retryable errors, the attempt
@@ -17,8 +17,8 @@ from typing import Any
 
 from botocore.retries import quota, standard
 
-# The lean client's error code for a DynamoDB answer whose x-amz-crc32 does not match; botocore's
-# own checker (RetryDDBChecksumError) decides that it is retried, from the bytes and header.
+# The JSON API client's error code for a DynamoDB answer whose x-amz-crc32 does not match;
+# botocore's own checker (RetryDDBChecksumError) decides from the bytes and header to retry it.
 CRC_MISMATCH = "CrcMismatch"
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiobotocore.session import get_session
 
+from worker.aws.clients import aws_client
 from worker.devstack.stack import LocalStack
 from worker.resources import ensure_resources
 from worker.status.codec import decode_item
@@ -156,8 +156,7 @@ async def main() -> int:
 
 
 async def run_demo(workdir: Path, env: dict[str, str], stack: LocalStack) -> int:
-    session = get_session()
-    async with session.create_client("sqs") as sqs, session.create_client("dynamodb") as ddb:
+    async with aws_client("sqs") as sqs, aws_client("dynamodb") as ddb:
         res = await ensure_resources(sqs, ddb, queue_name="sms-demo", table="sms-demo-status")
         print(f"  queue {res.queue_url} (+ dead-letter queue), table {res.table}")
         log_path = workdir / "worker.log"

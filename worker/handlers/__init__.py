@@ -44,7 +44,7 @@ class HandlerContext:
     settings: Settings
     stack: AsyncExitStack
     clients: Any  # worker.aws.clients.AwsClients (botocore: the control plane)
-    hot: Any  # worker.aws.hotpath.HotPath (the lean clients: the per-message calls)
+    hot: Any  # worker.aws.fastpath.FastPath (the JSON API clients: the per-message calls)
     acks: AckBatcher
     extender: VisibilityExtender
     metrics: Metrics

@@ -2,7 +2,7 @@
 
 ``RequestId``, ``CampaignId``, ``NotAfter`` and ``Channel`` are never sent to the API. Each
 channel's model takes their fields from :class:`EnvelopeFields` (one validation pass per
-body); :class:`Envelope` is what the pipeline reads of them once the body is valid.
+body); :class:`Envelope` is what the send handler reads of them once the body is valid.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class EnvelopeFields(StrictModel):
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """A valid body's envelope, as the pipeline uses it."""
+    """A valid body's envelope, as the send handler uses it."""
 
     request_id: str  # RequestId, or the SQS MessageId when the body has none
     channel: str  # the channel's name: "MMS" when the body has no Channel

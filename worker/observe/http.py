@@ -136,7 +136,7 @@ def render(o: Observed) -> str:
         (
             "sms_worker_unsettled_total",
             m.unsettled,
-            "Messages the pipeline's backstop had to hand back (0 unless there is a bug).",
+            "Messages the handlers' backstop had to hand back (0 unless there is a bug).",
         ),
     ):
         family(name, "counter", help_text, [_line(name, value)])

@@ -10,16 +10,14 @@ from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     EndpointConnectionError,
     NoCredentialsError,
-    NoRegionError,
 )
 
+from worker.aws import clients
 from worker.aws.errors import CREDENTIAL_CODES
 from worker.masking import mask_text
 
@@ -66,15 +64,15 @@ def require_table(args: argparse.Namespace) -> str:
 @asynccontextmanager
 async def aws_client(service: str, region: str | None) -> AsyncIterator[Any]:
     """An aiobotocore client from the standard AWS chain (endpoints, credentials)."""
-    config = AioConfig(
-        connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 3}
-    )
-    kwargs: dict[str, Any] = {"region_name": region} if region else {}
+    config: dict[str, Any] = {
+        "connect_timeout": 5,
+        "read_timeout": 20,
+        "retries": {"mode": "standard", "max_attempts": 3},
+    }
     try:
-        client_cm = get_session().create_client(service, config=config, **kwargs)
-        async with client_cm as client:
+        async with clients.aws_client(service, region=region, **config) as client:
             yield client
-    except NoRegionError:
+    except clients.ConfigurationError:
         raise OpsError(
             "no AWS region is configured: pass --region or set AWS_REGION", exit_code=2
         ) from None

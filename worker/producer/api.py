@@ -18,10 +18,7 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
-from botocore.exceptions import NoRegionError
-
+from worker.aws.clients import ConfigurationError, aws_client
 from worker.model import SendRequest
 from worker.producer.batch import (
     MAX_BATCH_BYTES,
@@ -98,18 +95,17 @@ class Enqueuer:
         if self._state != "new":
             raise RuntimeError("an Enqueuer can be entered once; make a new one")
         if self._client is None:
-            config = AioConfig(
-                retries={"mode": "standard", "total_max_attempts": 1},  # send_batch retries
-                max_pool_connections=self._concurrency + 2,
-                connect_timeout=5,
-                read_timeout=30,
-            )
-            region = {"region_name": self._region} if self._region else {}
+            config: dict[str, Any] = {
+                "retries": {"mode": "standard", "total_max_attempts": 1},  # send_batch retries
+                "max_pool_connections": self._concurrency + 2,
+                "connect_timeout": 5,
+                "read_timeout": 30,
+            }
             try:
                 self._client = await self._stack.enter_async_context(
-                    get_session().create_client("sqs", config=config, **region)
+                    aws_client("sqs", region=self._region, **config)
                 )
-            except NoRegionError:
+            except ConfigurationError:
                 raise unavailable("NoRegionError", "") from None
         self._senders = [
             asyncio.create_task(self._sender(), name=f"enqueue-sender-{n}")

@@ -279,12 +279,10 @@ async def _expect(args: argparse.Namespace, n: int) -> None:
     """Add ``n`` to the campaign's expected total (when a campaign and a table are given)."""
     if not (args.campaign_id and args.table) or n == 0:
         return
-    from aiobotocore.session import get_session
-
+    from worker.aws.clients import aws_client
     from worker.status.expected import add_expected
 
-    region = {"region_name": args.region} if args.region else {}
-    async with get_session().create_client("dynamodb", **region) as ddb:
+    async with aws_client("dynamodb", region=args.region) as ddb:
         try:
             await add_expected(ddb, args.table, args.campaign_id, n)
         except Exception as exc:  # progress display only: never block the enqueue for it

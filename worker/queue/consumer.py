@@ -141,8 +141,8 @@ class Consumer:
             self._release_slots(taken - len(messages))
             self._metrics.received += len(messages)
             for message in messages:
-                # Even one that arrives after shutdown began goes to the pipeline: it hands
-                # it straight back, minding the receive count (see Pipeline._hand_back).
+                # Even one that arrives after shutdown began goes to its handler: it hands
+                # it straight back, minding the receive count (see Holding.hand_back).
                 self._spawn(message)
 
     def _failing(self) -> str | None:

@@ -1,4 +1,4 @@
-"""One received SQS message, as the pipeline sees it."""
+"""One received SQS message, as a handler sees it."""
 
 from __future__ import annotations
 

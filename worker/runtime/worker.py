@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.aws.clients import open_clients
-from worker.aws.hotpath import open_hot_path
+from worker.aws.fastpath import open_fast_path
 from worker.handlers import HANDLERS, Handler, HandlerContext
 from worker.handlers.held import HeldMessage, Phase
 from worker.health import DependencyHealth
@@ -133,7 +133,7 @@ class Worker:
             server = ObserveServer(observed, s.metrics_host, s.metrics_port)
             await stack.enter_async_context(server)
             self.http_port = server.port
-        hot = await open_hot_path(stack, s, clients)
+        hot = await open_fast_path(stack, s, clients)
         receive_counts = {}
         for route in routes(s):
             max_receive_count = await redrive.max_receive_count(

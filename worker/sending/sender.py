@@ -54,7 +54,7 @@ class SendResult:
 
 @dataclass(slots=True)
 class SendProgress:
-    """Where a send stands, readable by the pipeline if the send is cancelled."""
+    """Where a send stands, readable by the send handler if the send is cancelled."""
 
     calls: int = 0
     in_call: bool = False

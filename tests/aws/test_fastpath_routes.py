@@ -1,4 +1,4 @@
-"""The lean client posts where botocore would, or the service stays on aiobotocore.
+"""The JSON API client posts where botocore would, or the service stays on aiobotocore.
 
 Proxies, IPv6-literal endpoints and DynamoDB's account-ID endpoints, each checked against
 what botocore itself computes for the same client.
@@ -18,7 +18,7 @@ from aiohttp import web
 from botocore.auth import _host_from_url
 from support import http_server
 
-from worker.aws.hotpath import endpoint_route, lean_client, proxy_route
+from worker.aws.fastpath import endpoint_route, json_client, proxy_route
 from worker.aws.sigv4 import canonical_host
 
 
@@ -73,7 +73,7 @@ async def test_an_ipv6_endpoint_sends_the_host_it_signs(
         aiohttp.ClientSession() as http,
     ):
         credentials = await get_session().get_credentials()
-        api = lean_client(ddb, http, credentials, read_timeout_s=5, max_attempts=1)
+        api = json_client(ddb, http, credentials, read_timeout_s=5, max_attempts=1)
         await api.call("GetItem", {"TableName": "t", "Key": {"RequestId": {"S": "x"}}})
     assert hosts == [_host_from_url(url)]
 

@@ -1,4 +1,4 @@
-"""The clients the per-message path calls: lean JSON clients, or the aiobotocore ones.
+"""The clients the per-message path calls: JSON API clients, or the aiobotocore ones.
 
 With ``fast_path`` on (the default), the calls a message costs (receive, claim, send, status
 write, delete, visibility change) go through :class:`~worker.aws.jsonapi.JsonApiClient`, each
@@ -70,7 +70,7 @@ class SmsCalls(_Adapter):
 
 
 @dataclass(frozen=True, slots=True)
-class HotPath:
+class FastPath:
     sqs: Any
     dynamodb: Any
     sms: Any
@@ -82,15 +82,15 @@ def _ssl_context(session: Any) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=get_cert_path(bundle or True))
 
 
-# One operation per service whose endpoint the lean client checks against botocore's.
+# One operation per service whose endpoint the JSON API client checks against botocore's.
 _PROBE_OPERATION = {"dynamodb": "UpdateItem", "sqs": "ReceiveMessage"}
 
 
 def proxy_route(client: Any) -> tuple[str | None, str | None]:
-    """The proxy botocore would use for ``client``'s endpoint, and why the lean client cannot
+    """The proxy botocore would use for ``client``'s endpoint, and why the JSON API client cannot
     (``(proxy_url, problem)``): botocore takes the client's ``proxies`` or else the
     environment's (``HTTPS_PROXY``, ``NO_PROXY``, ...); an ``https://`` proxy, or TLS settings
-    for the proxy (``proxies_config``), are botocore features the lean client does not copy."""
+    for the proxy (``proxies_config``), are botocore features the JSON API client does not copy."""
     endpoint = client.meta.endpoint_url
     config = client.meta.config
     if getattr(config, "proxies_config", None):
@@ -105,7 +105,7 @@ def proxy_route(client: Any) -> tuple[str | None, str | None]:
 
 
 async def endpoint_route(client: Any) -> str | None:
-    """Why the lean client would post somewhere else than botocore (None: same endpoint).
+    """Why the JSON API client would post somewhere else than botocore (None: same endpoint).
 
     botocore resolves each call's endpoint through the service's rule set, which for DynamoDB
     can route to an account-ID endpoint (``AWS_ACCOUNT_ID_ENDPOINT_MODE``, credentials with an
@@ -125,7 +125,7 @@ async def endpoint_route(client: Any) -> str | None:
     return None
 
 
-def lean_client(
+def json_client(
     client: Any,
     http: aiohttp.ClientSession,
     credentials: Any,
@@ -158,16 +158,18 @@ def lean_client(
     )
 
 
-async def open_hot_path(stack: AsyncExitStack, settings: Settings, clients: AwsClients) -> HotPath:
-    """The hot path's clients; ``stack`` closes the lean clients' sessions (before the
+async def open_fast_path(
+    stack: AsyncExitStack, settings: Settings, clients: AwsClients
+) -> FastPath:
+    """The hot path's clients; ``stack`` closes the JSON API clients' sessions (before the
     aiobotocore clients, which were entered first)."""
     if not settings.fast_path:
-        return HotPath(sqs=clients.sqs, dynamodb=clients.dynamodb, sms=clients.sms)
+        return FastPath(sqs=clients.sqs, dynamodb=clients.dynamodb, sms=clients.sms)
     credentials = await clients.session.get_credentials()
     ssl_context = _ssl_context(clients.session)
     pool = settings.max_in_flight + settings.pollers + 10
 
-    async def lean(
+    async def json_client_for(
         client: Any, adapter: type[_Adapter], read_timeout_s: float, max_attempts: int
     ) -> Any:
         proxy, problem = proxy_route(client)
@@ -193,7 +195,7 @@ async def open_hot_path(stack: AsyncExitStack, settings: Settings, clients: AwsC
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
         )
-        api = lean_client(
+        api = json_client(
             client,
             http,
             credentials,
@@ -204,9 +206,9 @@ async def open_hot_path(stack: AsyncExitStack, settings: Settings, clients: AwsC
         )
         return adapter(api)
 
-    return HotPath(
-        sqs=await lean(clients.sqs, SqsCalls, settings.wait_time_s + 10, 3),
-        dynamodb=await lean(clients.dynamodb, DynamoDBCalls, 10, 3),
+    return FastPath(
+        sqs=await json_client_for(clients.sqs, SqsCalls, settings.wait_time_s + 10, 3),
+        dynamodb=await json_client_for(clients.dynamodb, DynamoDBCalls, 10, 3),
         # One call per attempt: tenacity owns send retries (as with the aiobotocore client).
-        sms=await lean(clients.sms, SmsCalls, settings.send_timeout_s, 1),
+        sms=await json_client_for(clients.sms, SmsCalls, settings.send_timeout_s, 1),
     )
