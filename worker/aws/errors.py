@@ -29,6 +29,8 @@ THROTTLING_CODES = frozenset(
     }
 )
 CONDITION_FAILED = "ConditionalCheckFailedException"
+#: The caller is not allowed this call on this resource (IAM): a permission to grant.
+ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
 # Credentials that are missing, wrong or expired, as the services and botocore name it: no
 # call would succeed until someone fixes them.
 CREDENTIAL_CODES = frozenset(
@@ -52,18 +54,23 @@ CREDENTIAL_CODES = frozenset(
 )
 
 
+def error_field(exc: ClientError, name: str) -> str | None:
+    """A member of the error's ``Error`` structure (``Code``, ``Message``, ``Reason``, ...)."""
+    value = exc.response.get("Error", {}).get(name)
+    return str(value) if value else None
+
+
 def error_code(exc: BaseException) -> str | None:
     """The API error code of a ``ClientError`` (``None`` for anything else)."""
     if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code")
-        return str(code) if code else "UnknownError"
+        return error_field(exc, "Code") or "UnknownError"
     return None
 
 
 def error_message(exc: BaseException) -> str:
     """The API error message of a ``ClientError`` (the exception's text otherwise)."""
     if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Message") or "") or str(exc)
+        return error_field(exc, "Message") or str(exc)
     return str(exc)
 
 

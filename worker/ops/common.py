@@ -18,7 +18,7 @@ from botocore.exceptions import (
 )
 
 from worker.aws import clients
-from worker.aws.errors import CREDENTIAL_CODES
+from worker.aws.errors import ACCESS_DENIED_CODES, CREDENTIAL_CODES, error_field
 from worker.masking import mask_text
 
 TABLE_ENV = "SMS_WORKER_TABLE"
@@ -79,8 +79,8 @@ async def aws_client(service: str, region: str | None) -> AsyncIterator[Any]:
 
 
 def explain_client_error(exc: ClientError, table: str | None = None) -> str:
-    error = exc.response.get("Error", {})
-    code, message = error.get("Code", "?"), error.get("Message", "")
+    code = error_field(exc, "Code") or "?"
+    message = error_field(exc, "Message") or ""
     operation = getattr(exc, "operation_name", "the call")
     if code == "ResourceNotFoundException" and table:
         return (
@@ -88,7 +88,7 @@ def explain_client_error(exc: ClientError, table: str | None = None) -> str:
             f"{message}): check --table / {TABLE_ENV} and AWS_REGION, or create it with "
             "'sms-worker init'"
         )
-    if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
+    if code in ACCESS_DENIED_CODES:
         return (
             f"{operation} was denied ({message}): grant this identity that permission on "
             "the resource, or run with a role that has it"

@@ -29,7 +29,7 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
-from worker.aws.errors import CREDENTIAL_CODES, THROTTLING_CODES
+from worker.aws.errors import CREDENTIAL_CODES, THROTTLING_CODES, error_field, http_status
 from worker.backoff import compute_backoff_s
 from worker.masking import mask_text
 from worker.producer.outcomes import (
@@ -99,11 +99,10 @@ def _clean(message: object) -> str:
 def classify(exc: BaseException) -> tuple[Kind, str, str]:
     """Kind, code and (masked) message of a failed call."""
     if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code") or "Unknown")
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        message = _clean(error.get("Message"))
-        fatal = {code, str(error.get("QueryErrorCode") or code)} & _FATAL
+        code = error_field(exc, "Code") or "Unknown"
+        status = http_status(exc)
+        message = _clean(error_field(exc, "Message"))
+        fatal = {code, error_field(exc, "QueryErrorCode") or code} & _FATAL
         if fatal:
             return Kind.FATAL, min(fatal), message
         if code in _THROTTLED or status >= 500 or status == 429:

@@ -17,7 +17,13 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
-from worker.aws.errors import CREDENTIAL_CODES, THROTTLING_CODES
+from worker.aws.errors import (
+    CREDENTIAL_CODES,
+    THROTTLING_CODES,
+    error_code,
+    error_field,
+    http_status,
+)
 from worker.masking import mask_text
 
 
@@ -52,11 +58,10 @@ class SendError:
 def classify(exc: BaseException) -> SendError | None:
     """Map an exception from a send call to a :class:`SendError`; None if not a send error."""
     if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code") or "UnknownError")
-        message = str(error.get("Message") or "")
-        reason = exc.response.get("Reason") or error.get("Reason")
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        code = error_code(exc) or "UnknownError"
+        message = error_field(exc, "Message") or ""
+        reason = exc.response.get("Reason") or error_field(exc, "Reason")
+        status = http_status(exc)
         if code in PERMANENT_CODES:
             kind = ErrorKind.PERMANENT
         elif code in ACCOUNT_CODES:
