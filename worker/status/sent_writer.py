@@ -3,23 +3,14 @@
 A SENT outcome needs no condition to be safe: the provider accepted the message, so SENT is
 the truth whatever the record says now (a worker whose lease lapsed and who also sent finds
 its own conditional write refused and deletes its copy). So SENT records are written as whole
-items (the claim's record plus the outcome) with ``BatchWriteItem``, up to 25 a call: one
-DynamoDB call for many sends instead of one each. Every other outcome keeps its conditional
-``UpdateItem``.
+items (the claim's record plus the outcome) with ``BatchWriteItem``, up to 25 a call.
 
-The provider's acceptance is the one fact that cannot be had again, so a SENT record is held
-until DynamoDB takes it: a failed call or ``UnprocessedItems`` is retried with capped
-exponential backoff and full jitter for as long as it takes (DynamoDB down for an hour means
-an hour of retries, with the message kept invisible by its live task). Only ``abandon`` (the
-shutdown's hard deadline) gives up on what is still held; it logs how many, and those requests
-fall in the documented crash window (claimed again after their lease, and sent again).
-
-The other price is the linger: a SENT record waits at most ``linger_ms`` for its batch, so a
-worker killed in that time resends those requests. ``linger_ms = 0`` writes each record at
-once, in a call of its own. The message is deleted only once its
-record is durable, so an acknowledged request always has its final status.
+A record is held until DynamoDB takes it (retried with capped, jittered backoff, its message
+kept invisible); only :meth:`SentWriter.abandon`, at the shutdown's hard deadline, gives up,
+and a record waits at most ``linger_ms`` for its batch (0: a call of its own). Both prices are
+the crash window of docs/failure-semantics.md ("A SENT outcome is held, never dropped", "The
+crash window"). The message is deleted only once its record is durable.
 """
-
 from __future__ import annotations
 
 import asyncio

@@ -39,8 +39,16 @@ class Listeners:
 
     def emit(self, event: OutcomeEvent) -> None:
         for listener in self._listeners:
-            with suppress(Exception):
+            try:
                 listener.on_outcome(event)
+            except Exception as exc:  # an observer's failure never changes the flow
+                with suppress(Exception):
+                    log.error(
+                        "listener_failed",
+                        listener=type(listener).__name__,
+                        kind=event.kind.value,
+                        error=repr(exc)[:200],
+                    )
 
 
 class MetricsListener:
