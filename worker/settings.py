@@ -172,6 +172,13 @@ class Settings(BaseSettings):
             "CPU); false sends every call through aiobotocore."
         ),
     )
+    tracing: Literal["off", "otel"] = Field(
+        "off",
+        description=(
+            "otel: a span per message (the otel extra; exporter from the OTEL_* variables), "
+            "continuing the producer's trace from traceparent or AWSTraceHeader."
+        ),
+    )
     campaign_counters_flush_s: float = Field(
         1.0,
         ge=0,

@@ -53,6 +53,7 @@ class HandlerContext:
     limiter: Limiter
     stopping: asyncio.Event
     max_receive_count: int
+    listeners: tuple[Any, ...] = ()  # more observers of the handler's outcome events
 
 
 HandlerFactory = Callable[[HandlerContext], Awaitable[Handler]]

@@ -13,7 +13,7 @@ as the dependency answers again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from worker.aws.errors import describe
@@ -48,7 +48,15 @@ class Consumer:
         health: DependencyHealth | None = None,
         busy: Callable[[], bool] = lambda: False,
         batch_linger_s: float = 0.05,
+        system_attributes: Sequence[str] = (),
+        message_attributes: Sequence[str] = (),
     ) -> None:
+        # What each ReceiveMessage asks for besides the receive count (tracing's headers).
+        self._attributes: dict[str, Any] = {
+            "MessageSystemAttributeNames": ["ApproximateReceiveCount", *system_attributes]
+        }
+        if message_attributes:
+            self._attributes["MessageAttributeNames"] = list(message_attributes)
         self._client = client
         self._queue_url = queue_url
         self._wait_time_s = wait_time_s
@@ -115,7 +123,7 @@ class Consumer:
                     MaxNumberOfMessages=taken,
                     WaitTimeSeconds=self._wait_time_s,
                     VisibilityTimeout=self._visibility_timeout_s,
-                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                    **self._attributes,
                 )
             except asyncio.CancelledError:
                 self._release_slots(taken)

@@ -25,6 +25,7 @@ from worker.logs import get_logger
 from worker.metrics import Metrics
 from worker.observe.http import Observed, ObserveServer
 from worker.observe.progress import ProgressLine
+from worker.observe.trace_switch import Tracing
 from worker.queue import redrive
 from worker.queue.acks import AckBatcher
 from worker.queue.consumer import Consumer
@@ -134,6 +135,7 @@ class Worker:
             await stack.enter_async_context(server)
             self.http_port = server.port
         hot = await open_fast_path(stack, s, clients)
+        tracing = Tracing.from_settings(s)
         receive_counts = {}
         for route in routes(s):
             max_receive_count = await redrive.max_receive_count(
@@ -153,8 +155,10 @@ class Worker:
             ctx = HandlerContext(
                 s, stack, clients, hot, acks, extender, self.metrics, self.health,
                 self.cooldown, self.limiter, self.stopping, max_receive_count,
+                tracing.listeners,
             )  # fmt: skip
-            hosted = _Hosted(route, acks, extender, await HANDLERS[route.handler](ctx))
+            handler = tracing.wrap(await HANDLERS[route.handler](ctx), route.handler)
+            hosted = _Hosted(route, acks, extender, handler)
             self._hosted.append(hosted)
         for hosted in self._hosted:
             hosted.extender.start()
@@ -171,6 +175,8 @@ class Worker:
                 metrics=self.metrics,
                 busy=lambda: len(self._tasks) > 0,
                 batch_linger_s=s.receive_linger_ms / 1000,
+                system_attributes=tracing.system_attributes,
+                message_attributes=tracing.message_attributes,
             )
             hosted.pollers = {
                 asyncio.create_task(consumer.poll(i), name=f"poller-{hosted.route.handler}-{i}")

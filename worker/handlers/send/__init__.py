@@ -32,7 +32,7 @@ async def build(ctx: HandlerContext) -> SendHandler:
     store = StatusStore(
         ctx.hot.dynamodb, s.table, lease_s=s.lease_s, ttl_days=s.record_ttl_days, health=ctx.health
     )
-    listeners: list[Listener] = [MetricsListener(ctx.metrics), LogListener()]
+    listeners: list[Listener] = [MetricsListener(ctx.metrics), LogListener(), *ctx.listeners]
     if s.campaign_counters_flush_s > 0:
         counters = CampaignCounters(
             ctx.clients.dynamodb,
