@@ -30,6 +30,8 @@ MAX_BATCH = 10
 LINGER_STEP_S = 0.025
 PROBE_INTERVAL_S = 5.0
 PAUSE_WHILE_FAILING = (DYNAMODB, SMS)
+# SentTimestamp: the age of the oldest message held, sampled by worker.observe.queues.
+RECEIVE_ATTRIBUTES = ["ApproximateReceiveCount", "SentTimestamp"]
 
 
 class Consumer:
@@ -115,7 +117,7 @@ class Consumer:
                     MaxNumberOfMessages=taken,
                     WaitTimeSeconds=self._wait_time_s,
                     VisibilityTimeout=self._visibility_timeout_s,
-                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                    MessageSystemAttributeNames=RECEIVE_ATTRIBUTES,
                 )
             except asyncio.CancelledError:
                 self._release_slots(taken)
@@ -123,6 +125,7 @@ class Consumer:
             except Exception as exc:
                 self._release_slots(taken)
                 failures += 1
+                self._health.count(SQS, "receive", describe(exc))
                 self._health.failed(SQS, describe(exc))
                 backoff_s = round(0.5 + compute_backoff_s(failures, 1.0, 30.0), 2)
                 log.error(

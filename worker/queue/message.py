@@ -12,6 +12,7 @@ class QueueMessage:
     receipt_handle: str
     body: str
     receive_count: int
+    sent_timestamp: str | None = None  # epoch ms, as SQS sends it; parsed only when sampled
 
     @classmethod
     def from_sqs(cls, raw: dict[str, Any]) -> QueueMessage:
@@ -21,4 +22,5 @@ class QueueMessage:
             receipt_handle=str(raw["ReceiptHandle"]),
             body=str(raw.get("Body", "")),
             receive_count=int(attributes.get("ApproximateReceiveCount") or 1),
+            sent_timestamp=attributes.get("SentTimestamp"),
         )
