@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from worker.aws.clients import ConfigurationError
 from worker.health import DependencyHealth
@@ -123,7 +124,9 @@ class ObserveServer:
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         return web.Response(
-            body=generate_latest(self._registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            # 0.0.4: what Prometheus 2.x asks for; every name here is a classic one
+            body=generate_latest(self._registry),
+            headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4},
         )
 
     async def _healthz(self, _request: web.Request) -> web.Response:

@@ -1,7 +1,7 @@
 """Queue depth, dead-letter depth and the age of the oldest message, sampled in the background.
 
 Every ``QUEUE_SAMPLE_INTERVAL_S`` (and once at start-up) one ``GetQueueAttributes`` on the
-queue and one on its dead-letter queue (found from the queue's ``RedrivePolicy``) read the
+queue and one on its dead-letter queue (its URL from the queue's ``RedrivePolicy``) read the
 approximate depths; nothing is done per message. SQS does not give the age of the oldest
 message through its API (CloudWatch's ``ApproximateAgeOfOldestMessage`` does, and the
 CloudFormation alarms use it), so the worker samples what it can see: the age, from the
@@ -21,6 +21,7 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from worker.aws.errors import describe
 from worker.health import SQS, DependencyHealth
@@ -82,7 +83,7 @@ class QueueSampler(BackgroundService):
         attributes = await self._attributes(self._queue_url, [*DEPTH_ATTRIBUTES, "RedrivePolicy"])
         self._keep(MAIN, attributes)
         if self._dlq_url is None:
-            self._dlq_url = await self._dead_letter_url(attributes.get("RedrivePolicy"))
+            self._dlq_url = self._dead_letter_url(attributes.get("RedrivePolicy"))
         if self._dlq_url is not None:
             self._keep(DLQ, await self._attributes(self._dlq_url, list(DEPTH_ATTRIBUTES)))
         self.sampled_at = self._clock()
@@ -100,8 +101,9 @@ class QueueSampler(BackgroundService):
             raise
         return dict(response.get("Attributes") or {})
 
-    async def _dead_letter_url(self, policy: str | None) -> str | None:
-        """The dead-letter queue's URL from the redrive policy's ARN (None without one)."""
+    def _dead_letter_url(self, policy: str | None) -> str | None:
+        """The dead-letter queue's URL from the redrive policy's ARN (None without one): the
+        queue's own URL with the ARN's account and name, so no GetQueueUrl is needed."""
         if not policy:
             return None
         arn = str(json.loads(policy).get("deadLetterTargetArn") or "")
@@ -109,14 +111,8 @@ class QueueSampler(BackgroundService):
         if len(parts) != 6:
             log.warning("dead_letter_queue_unknown", redrive_policy=policy[:200])
             return None
-        try:
-            response = await self._sqs.get_queue_url(
-                QueueName=parts[5], QueueOwnerAWSAccountId=parts[4]
-            )
-        except Exception as exc:
-            self._health.count(SQS, "get_queue_url", describe(exc))
-            raise
-        return str(response["QueueUrl"])
+        url = urlsplit(self._queue_url)
+        return f"{url.scheme}://{url.netloc}/{parts[4]}/{parts[5]}"
 
 
 def oldest_age_s(messages: Iterable[QueueMessage], now_s: float) -> float:
