@@ -8,12 +8,17 @@ dependency is *failing* from its first failure after a success until its next su
 Readers: ``/readyz`` goes 503 while a dependency has been failing for longer than the
 threshold and comes back by itself; the pollers pause receiving while DynamoDB fails (every
 message would only burn a receive), letting one probe message through now and then.
+
+Every failed call is also counted by dependency, operation and error code (:meth:`count`),
+refused or not: ``sms_worker_dependency_failures_total`` reads the counts at scrape time, so
+a failure costs one dictionary increment and a success nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,6 +30,8 @@ DYNAMODB = "dynamodb"
 SQS = "sqs"
 SMS = "sms"
 DEPENDENCIES = (DYNAMODB, SQS, SMS)
+#: Distinct (dependency, operation, code) series at most; later codes are counted as "other".
+FAILURE_SERIES_MAX = 100
 
 
 @dataclass(slots=True)
@@ -39,6 +46,8 @@ class _State:
 class DependencyHealth:
     clock: Callable[[], float] = time.monotonic
     _states: dict[str, _State] = field(default_factory=lambda: {d: _State() for d in DEPENDENCIES})
+    #: failed calls by (dependency, operation, error code), answered or not
+    failures: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         for state in self._states.values():
@@ -69,6 +78,13 @@ class DependencyHealth:
                 effect="the worker keeps what it holds and retries; see the failure semantics "
                 "in docs/failure-semantics.md",
             )
+
+    def count(self, dependency: str, operation: str, code: str) -> None:
+        """Count one failed call (``code``: the API error code, else the exception class)."""
+        key = (dependency, operation, code)
+        if key not in self.failures and len(self.failures) >= FAILURE_SERIES_MAX:
+            key = (dependency, operation, "other")
+        self.failures[key] += 1
 
     def failing(self, dependency: str) -> bool:
         return self._states[dependency].failing_since is not None

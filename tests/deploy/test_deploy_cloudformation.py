@@ -47,6 +47,7 @@ BATCH_ACTIONS = {
 }
 SERVICES = {"sqs": "sqs", "dynamodb": "dynamodb", "pinpoint-sms-voice-v2": "sms-voice"}
 QUEUE_ARN = {"Fn::GetAtt": ["Queue", "Arn"]}
+DLQ_ARN = {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
 TABLE_ARN = {"Fn::GetAtt": ["StatusTable", "Arn"]}
 IDENTITIES = {"Ref": "OriginationIdentityArns"}
 CONFIGURATION_RESOURCES = {"Ref": "ConfigurationResourceArns"}
@@ -255,6 +256,7 @@ def test_each_permission_is_on_exactly_its_resource(template: dict[str, Any]) ->
         (None, "sqs:DeleteMessage", queue),
         (None, "sqs:ChangeMessageVisibility", queue),
         (None, "sqs:GetQueueAttributes", queue),
+        (None, "sqs:GetQueueAttributes", repr(DLQ_ARN)),  # the sampled dead-letter depth
         (None, "dynamodb:UpdateItem", table),
         (None, "dynamodb:GetItem", table),
         (None, "dynamodb:BatchWriteItem", table),
@@ -393,6 +395,34 @@ def test_the_same_resources_as_sms_worker_init(template: dict[str, Any]) -> None
             if key == "VisibilityTimeout":
                 continue  # a parameter there, the worker's 120 s default here
             assert str(ours[name]["Properties"][key]) == str(value), f"{name}.{key}"
+
+
+def _alarm(template: dict[str, Any], metric: str) -> dict[str, Any]:
+    (found,) = [
+        r["Properties"]
+        for r in _resources(template).values()
+        if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["MetricName"] == metric
+    ]
+    return dict(found)
+
+
+def test_alarms_on_dead_letters_and_the_age_of_the_oldest_message(
+    template: dict[str, Any],
+) -> None:
+    dead = _alarm(template, "ApproximateNumberOfMessagesVisible")
+    oldest = _alarm(template, "ApproximateAgeOfOldestMessage")
+    for alarm, queue in ((dead, "DeadLetterQueue"), (oldest, "Queue")):
+        assert alarm["Namespace"] == "AWS/SQS"
+        assert alarm["Dimensions"] == [
+            {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}
+        ]
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+        assert alarm["TreatMissingData"] == "notBreaching"  # SQS omits idle queues' metrics
+        topic = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+        assert alarm["AlarmActions"] == alarm["OKActions"] == topic
+    assert dead["Threshold"] == 0  # one dead letter is one request not sent
+    assert oldest["Threshold"] == {"Ref": "OldestMessageAgeAlarmSeconds"}
+    assert template["Parameters"]["AlarmTopicArn"]["Default"] == ""
 
 
 # --- the optional ECS Fargate service -----------------------------------------------------

@@ -27,6 +27,10 @@ EXPECTED_KINDS = {
     ("v1", "ServiceAccount"),
     ("v1", "ConfigMap"),
     ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("keda.sh/v1alpha1", "TriggerAuthentication"),
     ("keda.sh/v1alpha1", "ScaledObject"),
 }
@@ -56,6 +60,9 @@ SQS_METADATA = {
     "scaleOnDelayed",
 }
 POD_IDENTITY_KEYS = {"provider", "roleArn", "identityOwner", "identityId"}
+# The Prometheus Operator's ServiceMonitor fields (monitoring.coreos.com/v1) used here.
+SERVICE_MONITOR_SPEC = {"selector", "namespaceSelector", "endpoints", "jobLabel", "targetLabels"}
+SERVICE_MONITOR_ENDPOINT = {"port", "path", "interval", "scrapeTimeout", "scheme", "honorLabels"}
 
 
 def _documents() -> list[tuple[Path, dict[str, Any]]]:
@@ -136,7 +143,7 @@ def test_core_objects_follow_the_kubernetes_schemas(
 ) -> None:
     pytest.importorskip("kubernetes_validate.utils", reason="needs kubernetes-validate")
     for manifest in manifests:
-        if manifest["apiVersion"].startswith("keda.sh/"):
+        if manifest["apiVersion"].startswith(("keda.sh/", "monitoring.coreos.com/")):
             continue  # a CRD: checked field by field below
         _validate(manifest, version)
 
@@ -266,3 +273,60 @@ def test_the_trigger_authenticates_with_pod_identity(manifests: list[dict[str, A
     assert identity["provider"] == "aws"
     assert identity.get("identityOwner", "keda") in ("keda", "workload")
     assert not ("roleArn" in identity and "identityOwner" in identity), "mutually exclusive"
+
+
+# --- the metrics Service, ServiceMonitor, PodDisruptionBudget and NetworkPolicy -------------
+
+
+def _selects(selector: dict[str, Any], deployment: dict[str, Any]) -> bool:
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_the_metrics_service_selects_the_pods_metrics_port(
+    manifests: list[dict[str, Any]], deployment: dict[str, Any], container: dict[str, Any]
+) -> None:
+    service = _only(manifests, "Service")
+    assert _selects(service["spec"]["selector"], deployment)
+    assert service["spec"]["clusterIP"] == "None"  # headless: Prometheus scrapes each pod
+    (port,) = service["spec"]["ports"]
+    assert port["name"] == "metrics"
+    assert _port(container, port["targetPort"]) == metrics_port_default()
+
+
+def test_the_service_monitor_scrapes_the_metrics_service(
+    manifests: list[dict[str, Any]],
+) -> None:
+    monitor = _only(manifests, "ServiceMonitor")
+    spec = monitor["spec"]
+    assert set(spec) <= SERVICE_MONITOR_SPEC, set(spec) - SERVICE_MONITOR_SPEC
+    service = _only(manifests, "Service")
+    wanted = spec["selector"]["matchLabels"]
+    assert all(service["metadata"]["labels"].get(k) == v for k, v in wanted.items())
+    assert spec["namespaceSelector"]["matchNames"] == [NAMESPACE]
+    (endpoint,) = spec["endpoints"]
+    assert set(endpoint) <= SERVICE_MONITOR_ENDPOINT, set(endpoint) - SERVICE_MONITOR_ENDPOINT
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+    seconds = {k: int(endpoint[k].rstrip("s")) for k in ("interval", "scrapeTimeout")}
+    assert seconds["scrapeTimeout"] < seconds["interval"]
+
+
+def test_the_disruption_budget_takes_one_worker_at_a_time(
+    manifests: list[dict[str, Any]], deployment: dict[str, Any]
+) -> None:
+    budget = _only(manifests, "PodDisruptionBudget")["spec"]
+    assert _selects(budget["selector"]["matchLabels"], deployment)
+    assert budget == {"maxUnavailable": 1, "selector": budget["selector"]}  # never blocks a drain
+
+
+def test_the_network_policy_lets_in_prometheus_and_out_dns_and_https(
+    manifests: list[dict[str, Any]], deployment: dict[str, Any], container: dict[str, Any]
+) -> None:
+    spec = _only(manifests, "NetworkPolicy")["spec"]
+    assert _selects(spec["podSelector"]["matchLabels"], deployment)
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    (ingress,) = spec["ingress"]
+    assert [_port(container, p["port"]) for p in ingress["ports"]] == [metrics_port_default()]
+    out = {(p["port"], p["protocol"]) for rule in spec["egress"] for p in rule["ports"]}
+    assert out == {(53, "UDP"), (53, "TCP"), (443, "TCP")}

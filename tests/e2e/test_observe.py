@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 from support import (
     Aws,
     Env,
@@ -26,11 +27,19 @@ async def get(http: aiohttp.ClientSession, url: str) -> tuple[int, str]:
         return r.status, await r.text()
 
 
+def samples(metrics: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a Prometheus text exposition, by name and labels."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+    }
+
+
 def sample(metrics: str, name_and_labels: str) -> float | None:
-    for line in metrics.splitlines():
-        if line.startswith(name_and_labels + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return None
+    """The value of ``name{label="value",...}`` in ``metrics`` (labels in any order)."""
+    ((key, _),) = samples(name_and_labels + " 0").items()
+    return samples(metrics).get(key)
 
 
 async def test_metrics_health_and_readiness(aws: Aws, env: Env, sandbox: Sandbox) -> None:

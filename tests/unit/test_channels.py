@@ -158,6 +158,6 @@ def test_the_hot_path_client_has_a_method_per_channel() -> None:
 
 
 def test_metrics_help_names_the_operations() -> None:
-    from worker.observe import http
+    from worker.observe import exposition
 
-    assert http._SEND_OPERATIONS == "SendMediaMessage"
+    assert exposition._SEND_OPERATIONS == "SendMediaMessage"

@@ -59,3 +59,18 @@ def test_numbers_written_with_separators_are_masked(capsys: pytest.CaptureFixtur
     event = json.loads(capsys.readouterr().err.strip())
     assert event["detail"] == "to +1***00, +44***56 and +33***78"
     assert event["request_id"] == "r-00000001"  # our own ids are not phone numbers
+
+
+def test_identity_labels_stay_distinct_when_short_hashes_collide() -> None:
+    from worker.observe.exposition import identity_label, identity_labels
+
+    seen: dict[str, str] = {}
+    for n in range(100_000):  # two numbers with the same mask and the same 16-bit hash
+        number = f"+1206{n:05d}00"
+        twin = seen.setdefault(identity_label(number), number)
+        if twin != number:
+            break
+    labels = identity_labels([number, twin, "pool-abc"])
+    assert len(set(labels.values())) == 3
+    assert labels[min(number, twin)] == identity_label(min(number, twin))  # the first keeps it
+    assert labels[max(number, twin)].startswith("+1***00#")

@@ -89,6 +89,7 @@ class AckBatcher(LingerBatcher[_Ack]):
                         QueueUrl=self._queue_url, Entries=entries
                     )
             except Exception as exc:  # the whole call failed (the client already retried)
+                self._health.count(SQS, op, describe(exc))
                 if is_unavailable(exc):
                     self._health.failed(SQS, describe(exc))
                 if attempt == 1 or last:
@@ -116,6 +117,7 @@ class AckBatcher(LingerBatcher[_Ack]):
             retry: list[_Ack] = []
             for failure in response.get("Failed") or []:
                 ack = remaining[int(failure["Id"])]
+                self._health.count(SQS, op, str(failure.get("Code") or "unknown"))
                 if not failure.get("SenderFault") and not last:
                     retry.append(ack)
                     continue

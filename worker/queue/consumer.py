@@ -30,6 +30,8 @@ MAX_BATCH = 10
 LINGER_STEP_S = 0.025
 PROBE_INTERVAL_S = 5.0
 PAUSE_WHILE_FAILING = (DYNAMODB, SMS)
+# SentTimestamp: the age of the oldest message held, sampled by worker.observe.queues.
+RECEIVE_ATTRIBUTES = ["ApproximateReceiveCount", "SentTimestamp"]
 
 
 class Consumer:
@@ -53,7 +55,7 @@ class Consumer:
     ) -> None:
         # What each ReceiveMessage asks for besides the receive count (tracing's headers).
         self._attributes: dict[str, Any] = {
-            "MessageSystemAttributeNames": ["ApproximateReceiveCount", *system_attributes]
+            "MessageSystemAttributeNames": [*RECEIVE_ATTRIBUTES, *system_attributes]
         }
         if message_attributes:
             self._attributes["MessageAttributeNames"] = list(message_attributes)
@@ -131,6 +133,7 @@ class Consumer:
             except Exception as exc:
                 self._release_slots(taken)
                 failures += 1
+                self._health.count(SQS, "receive", describe(exc))
                 self._health.failed(SQS, describe(exc))
                 backoff_s = round(0.5 + compute_backoff_s(failures, 1.0, 30.0), 2)
                 log.error(

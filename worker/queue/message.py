@@ -15,6 +15,7 @@ class QueueMessage:
     # The producer's trace context (traceparent, tracestate, AWSTraceHeader), when tracing
     # asked SQS for it and the message carries one.
     trace_carrier: dict[str, str] | None = None
+    sent_timestamp: str | None = None  # epoch ms, as SQS sends it; parsed only when sampled
 
     @classmethod
     def from_sqs(cls, raw: dict[str, Any]) -> QueueMessage:
@@ -33,4 +34,5 @@ class QueueMessage:
             body=str(raw.get("Body", "")),
             receive_count=int(attributes.get("ApproximateReceiveCount") or 1),
             trace_carrier=carrier,
+            sent_timestamp=attributes.get("SentTimestamp"),
         )

@@ -25,6 +25,7 @@ from worker.logs import get_logger
 from worker.metrics import Metrics
 from worker.observe.http import Observed, ObserveServer
 from worker.observe.progress import ProgressLine
+from worker.observe.queues import QueueSampler
 from worker.observe.trace_switch import Tracing
 from worker.queue import redrive
 from worker.queue.acks import AckBatcher
@@ -121,7 +122,9 @@ class Worker:
         s = self.settings
         clients = await open_clients(stack, s)
         self.limiter = build_limiter("local", LimiterContext(s, stack, clients))
+        self.queues = QueueSampler(clients.sqs, s.queue_url, self.health, self._held)
         if s.metrics_port:
+            await stack.enter_async_context(self.queues)  # sampled only for /metrics
             observed = Observed(
                 self.metrics,
                 self.limiter,
@@ -130,6 +133,7 @@ class Worker:
                 self.stopping,
                 self.health,
                 s.dependency_unready_s,
+                self.queues,
             )
             server = ObserveServer(observed, s.metrics_host, s.metrics_port)
             await stack.enter_async_context(server)
@@ -212,6 +216,9 @@ class Worker:
         self._tasks[task] = held
         self.metrics.in_flight += 1
         task.add_done_callback(self._reap)
+
+    def _held(self) -> list[QueueMessage]:
+        return [held.message for held in self._tasks.values()]
 
     def _reap(self, task: asyncio.Task[None]) -> None:
         # The message itself was settled by its handler (its ``finally`` sees to it).

@@ -189,6 +189,7 @@ class Sender:
     def _observe(self, exc: Exception) -> None:
         """The SMS API answered (any 4xx, throttling included) or it did not (no connection,
         a timeout, 5xx)."""
+        self._health.count(SMS, "send", describe(exc))
         if isinstance(exc, ClientError) and http_status(exc) < 500:
             self._health.ok(SMS)
         else:

@@ -124,6 +124,7 @@ class SentWriter(LingerBatcher[_Pending]):
             try:
                 response = await self._client.batch_write_item(RequestItems={self._table: requests})
             except Exception as exc:  # the client already retried the call itself
+                self._health.count(DYNAMODB, "record_sent", describe(exc))
                 if is_unavailable(exc):
                     self._health.failed(DYNAMODB, describe(exc))
                 error = describe(exc)
@@ -144,6 +145,7 @@ class SentWriter(LingerBatcher[_Pending]):
                         )
                     return
                 error = "UnprocessedItems"
+                self._health.count(DYNAMODB, "record_sent", error)
             if attempt == 1 or attempt % LOG_EVERY_ATTEMPTS == 0:
                 log.warning(
                     "sent_write_held",

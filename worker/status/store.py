@@ -102,6 +102,7 @@ class StatusStore:
                 _CLAIMABLE,
                 values,
                 return_values="ALL_NEW",
+                operation="claim",
             )
         except _ConditionFailed as lost:
             if lost.record.get("LeaseToken") == token:
@@ -137,7 +138,11 @@ class StatusStore:
         expression = f"SET {', '.join(sets)} REMOVE {', '.join(removes)}"
         try:
             await self._update(
-                claim.request_id, expression, "LeaseToken = :token AND #Status = :sending", values
+                claim.request_id,
+                expression,
+                "LeaseToken = :token AND #Status = :sending",
+                values,
+                operation="record",
             )
         except _ConditionFailed as lost:
             if _is_own_write(lost.record, claim.token, outcome.status):
@@ -170,7 +175,7 @@ class StatusStore:
         self._error_fields(outcome, sets, removes, values)
         expression = f"SET {', '.join(sets)} REMOVE {', '.join(removes)}"
         try:
-            await self._update(info.request_id, expression, _CLAIMABLE, values)
+            await self._update(info.request_id, expression, _CLAIMABLE, values, operation="record")
         except _ConditionFailed as lost:
             if _is_own_write(lost.record, token, outcome.status):
                 return None  # our own write, retried after its answer was lost
@@ -183,7 +188,8 @@ class StatusStore:
                 TableName=self._table,
                 Key={REQUEST_KEY: {"S": request_id}},
                 ConsistentRead=True,
-            )
+            ),
+            "get",
         )
         item = response.get("Item")
         return decode_item(item) if item else None
@@ -210,6 +216,7 @@ class StatusStore:
         condition: str,
         values: dict[str, Any],
         return_values: str = "NONE",
+        operation: str = "update",
     ) -> dict[str, Any]:
         names = {"#Status": "Status"}
         if "#LeaseUntil" in update or "#LeaseUntil" in condition:
@@ -227,7 +234,8 @@ class StatusStore:
                     ExpressionAttributeValues={k: encode_value(v) for k, v in used.items()},
                     ReturnValues=return_values,
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
+                ),
+                operation,
             )
         except ClientError as exc:
             if error_code(exc) != CONDITION_FAILED:
@@ -242,17 +250,23 @@ class StatusStore:
             raise _ConditionFailed(record) from None
         return response
 
-    async def _observed(self, call: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
-        """Await one DynamoDB call and tell the health tracker whether DynamoDB answered."""
+    async def _observed(
+        self, call: Coroutine[Any, Any, dict[str, Any]], operation: str
+    ) -> dict[str, Any]:
+        """Await one DynamoDB call and tell the health tracker whether DynamoDB answered (and
+        count a failure other than a refused condition, which is an answer)."""
         try:
             response = await call
         except ClientError as exc:
+            if error_code(exc) != CONDITION_FAILED:
+                self._health.count(DYNAMODB, operation, describe(exc))
             if is_unavailable(exc):
                 self._health.failed(DYNAMODB, describe(exc))
             else:
                 self._health.ok(DYNAMODB)  # it answered (a refused condition is an answer)
             raise
         except Exception as exc:
+            self._health.count(DYNAMODB, operation, describe(exc))
             if is_unavailable(exc):
                 self._health.failed(DYNAMODB, describe(exc))
             raise
