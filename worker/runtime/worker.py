@@ -104,14 +104,7 @@ class Worker:
     async def run(self) -> int:
         async with AsyncExitStack() as stack:
             await self._startup(stack)
-            interval_s = self.settings.progress_interval_s
-            line = ProgressLine(self.metrics, self.cooldown, self.limiter)
-            progress = Periodic("progress", interval_s, line) if interval_s > 0 else None
-            if progress is not None:
-                progress.start()
             exit_code = await self._wait_for_stop()
-            if progress is not None:
-                await progress.stop()
             await self._shutdown()
         log.info("shutdown_finished", **self.metrics.snapshot())
         return exit_code
@@ -126,15 +119,9 @@ class Worker:
         if s.metrics_port:
             await stack.enter_async_context(self.queues)  # sampled only for /metrics
             observed = Observed(
-                self.metrics,
-                self.limiter,
-                self.cooldown,
-                self.ready,
-                self.stopping,
-                self.health,
-                s.dependency_unready_s,
-                self.queues,
-            )
+                self.metrics, self.limiter, self.cooldown, self.ready, self.stopping,
+                self.health, s.dependency_unready_s, self.queues,
+            )  # fmt: skip
             server = ObserveServer(observed, s.metrics_host, s.metrics_port)
             await stack.enter_async_context(server)
             self.http_port = server.port
@@ -186,6 +173,11 @@ class Worker:
                 asyncio.create_task(consumer.poll(i), name=f"poller-{hosted.route.handler}-{i}")
                 for i in range(s.pollers)
             }
+        if s.progress_interval_s > 0:
+            line = ProgressLine(self.metrics, self.cooldown, self.limiter)
+            progress = Periodic("progress", s.progress_interval_s, line)
+            progress.start()
+            stack.push_async_callback(progress.stop)
         log.info(
             "started",
             pollers=s.pollers,
