@@ -48,6 +48,7 @@ BATCH_ACTIONS = {
 SERVICES = {"sqs": "sqs", "dynamodb": "dynamodb", "pinpoint-sms-voice-v2": "sms-voice"}
 QUEUE_ARN = {"Fn::GetAtt": ["Queue", "Arn"]}
 TABLE_ARN = {"Fn::GetAtt": ["StatusTable", "Arn"]}
+DLQ_ARN = {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
 IDENTITIES = {"Ref": "OriginationIdentityArns"}
 CONFIGURATION_RESOURCES = {"Ref": "ConfigurationResourceArns"}
 
@@ -258,6 +259,8 @@ def test_each_permission_is_on_exactly_its_resource(template: dict[str, Any]) ->
         (None, "dynamodb:UpdateItem", table),
         (None, "dynamodb:GetItem", table),
         (None, "dynamodb:BatchWriteItem", table),
+        (None, "dynamodb:DescribeTable", table),
+        (None, "sqs:GetQueueUrl", repr(DLQ_ARN)),
         (None, "sms-voice:SendMediaMessage", repr(IDENTITIES)),
         (
             "HasConfigurationResources",
