@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 import types
 import typing
 from collections.abc import Callable, Sequence
-from typing import Any
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from worker import __version__
 from worker.logs import configure_logging, get_logger
-from worker.settings import Settings
+from worker.masking import mask_text
+from worker.settings import ENV_PREFIX, Settings, unknown_variables
 
-ENV_PREFIX = "SMS_WORKER_"
+if TYPE_CHECKING:
+    from worker.runtime.startup import StartupError
 
 
 def _option_type(annotation: Any) -> tuple[Any, list[str] | None]:
@@ -58,8 +62,41 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
+    """The settings of ``run``; an ``SMS_WORKER_*`` variable that is no setting is an error
+    (:class:`~worker.runtime.startup.StartupError`, exit 78) naming the closest one."""
+    from worker.runtime.startup import EX_CONFIG, StartupError
+
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        problems = [
+            f"{name} is not a setting" + (f": did you mean {close}?" if close else "")
+            for name, close in unknown
+        ]
+        raise StartupError(
+            EX_CONFIG,
+            "; ".join(problems)
+            + f" Rename or unset {'them' if len(unknown) > 1 else 'it'} ('sms-worker run "
+            "--help' lists every setting).",
+            check="environment",
+        )
     overrides = {k: v for k, v in vars(args).items() if k in Settings.model_fields}
     return Settings(**overrides)
+
+
+def _say(text: str) -> None:
+    """A line for the person at the terminal; a broken stderr must not turn it into a crash."""
+    with suppress(OSError, ValueError):
+        print(mask_text(text), file=sys.stderr, flush=True)
+
+
+def report_startup_error(error: StartupError) -> int:
+    """A failed start-up check: one ``startup_failed`` log event, one line that says what was
+    wrong and what to do, and its exit code (78 configuration, 69 unavailable)."""
+    get_logger("worker.cli").error(
+        "startup_failed", check=error.check, exit_code=error.exit_code, detail=error.message
+    )
+    _say(f"sms-worker: {error.message}")
+    return error.exit_code
 
 
 def explain_settings_error(error: ValidationError) -> str:
@@ -80,6 +117,7 @@ def explain_settings_error(error: ValidationError) -> str:
 
 async def _run_worker(settings: Settings) -> int:
     from worker.aws.clients import ConfigurationError
+    from worker.runtime.startup import EX_CONFIG, StartupError
     from worker.runtime.worker import Worker
 
     worker = Worker(settings)
@@ -88,9 +126,10 @@ async def _run_worker(settings: Settings) -> int:
         loop.add_signal_handler(sig, worker.request_stop, sig.name)
     try:
         return await worker.run()
+    except StartupError as exc:
+        return report_startup_error(exc)
     except ConfigurationError as exc:
-        get_logger("worker.cli").error("configuration_error", detail=str(exc))
-        return 2
+        return report_startup_error(StartupError(EX_CONFIG, str(exc), check="configuration"))
 
 
 def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -112,11 +151,16 @@ def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] |
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from worker.runtime.startup import StartupError
+
     try:
         settings = load_settings(args)
     except ValidationError as exc:
-        print(explain_settings_error(exc), file=sys.stderr)
+        _say(explain_settings_error(exc))
         return 2
+    except StartupError as exc:
+        configure_logging()
+        return report_startup_error(exc)
     configure_logging(settings.log_level, settings.log_format)
     with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
         return runner.run(_run_worker(settings))

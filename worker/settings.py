@@ -8,12 +8,17 @@ which botocore reads itself.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_IDENTITY_KEY = "default"
+ENV_PREFIX = "SMS_WORKER_"
+#: Variables with the prefix that are not settings (the test suite's own).
+NOT_SETTINGS = frozenset({"SMS_WORKER_TEST_LOGS", "SMS_WORKER_FAULT_CELLS"})
 
 
 def parse_rate_limits(raw: str | dict[str, float]) -> dict[str, float]:
@@ -247,3 +252,21 @@ class Settings(BaseSettings):
 
     def rate_for(self, identity: str) -> float:
         return self.rate_limits.get(identity, self.rate_limits[DEFAULT_IDENTITY_KEY])
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """Each ``SMS_WORKER_*`` variable set in ``environ`` that is not a setting (a misspelled
+    one would be ignored silently), with the closest setting's variable (``None``: none
+    close)."""
+    known = {name.upper(): ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    found: list[tuple[str, str | None]] = []
+    for variable in sorted(environ):
+        upper = variable.upper()  # the settings read their variables case-insensitively
+        if not upper.startswith(ENV_PREFIX) or not environ[variable]:
+            continue
+        suffix = upper.removeprefix(ENV_PREFIX)
+        if suffix in known or upper in NOT_SETTINGS:
+            continue
+        close = difflib.get_close_matches(suffix, known, n=1, cutoff=0.6)
+        found.append((variable, known[close[0]] if close else None))
+    return found

@@ -49,6 +49,7 @@ SERVICES = {"sqs": "sqs", "dynamodb": "dynamodb", "pinpoint-sms-voice-v2": "sms-
 QUEUE_ARN = {"Fn::GetAtt": ["Queue", "Arn"]}
 DLQ_ARN = {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
 TABLE_ARN = {"Fn::GetAtt": ["StatusTable", "Arn"]}
+DLQ_ARN = {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
 IDENTITIES = {"Ref": "OriginationIdentityArns"}
 CONFIGURATION_RESOURCES = {"Ref": "ConfigurationResourceArns"}
 
@@ -260,6 +261,8 @@ def test_each_permission_is_on_exactly_its_resource(template: dict[str, Any]) ->
         (None, "dynamodb:UpdateItem", table),
         (None, "dynamodb:GetItem", table),
         (None, "dynamodb:BatchWriteItem", table),
+        (None, "dynamodb:DescribeTable", table),
+        (None, "sqs:GetQueueUrl", repr(DLQ_ARN)),
         (None, "sms-voice:SendMediaMessage", repr(IDENTITIES)),
         (
             "HasConfigurationResources",

@@ -106,7 +106,7 @@ async def test_aws_region_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
     assert regions == {"eu-west-3"}
 
 
-def test_a_busy_metrics_port_is_a_clear_configuration_error() -> None:
+def test_a_busy_metrics_port_is_a_clear_configuration_error_exit_78() -> None:
     import socket
 
     with socket.socket() as busy:
@@ -128,6 +128,6 @@ def test_a_busy_metrics_port_is_a_clear_configuration_error() -> None:
             env=env,
             timeout=60,
         )
-    assert result.returncode == 2, result.stderr
-    assert "configuration_error" in result.stderr
+    assert result.returncode == 78, result.stderr  # EX_CONFIG
+    assert "startup_failed" in result.stderr
     assert "SMS_WORKER_METRICS_PORT" in result.stderr and "Traceback" not in result.stderr

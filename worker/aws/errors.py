@@ -29,6 +29,9 @@ THROTTLING_CODES = frozenset(
     }
 )
 CONDITION_FAILED = "ConditionalCheckFailedException"
+#: The queue (SQS) or the table (DynamoDB) named in the call does not exist.
+QUEUE_MISSING_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+TABLE_MISSING = "ResourceNotFoundException"
 #: The caller is not allowed this call on this resource (IAM): a permission to grant.
 ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
 # Credentials that are missing, wrong or expired, as the services and botocore name it: no

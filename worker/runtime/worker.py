@@ -32,6 +32,7 @@ from worker.queue.acks import AckBatcher
 from worker.queue.consumer import Consumer
 from worker.queue.extender import VisibilityExtender
 from worker.queue.message import QueueMessage
+from worker.runtime.startup import check_dependencies
 from worker.sending.cooldown import Cooldown
 from worker.sending.limiter import Limiter, LimiterContext, build_limiter
 from worker.settings import Settings
@@ -125,6 +126,7 @@ class Worker:
             server = ObserveServer(observed, s.metrics_host, s.metrics_port)
             await stack.enter_async_context(server)
             self.http_port = server.port
+        await check_dependencies(s, clients, [route.queue_url for route in routes(s)])
         hot = await open_fast_path(stack, s, clients)
         tracing = Tracing.from_settings(s)
         receive_counts = {}
