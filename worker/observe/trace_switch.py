@@ -23,8 +23,13 @@ class Tracing:
         try:
             from worker.observe import tracing
         except ImportError as exc:  # the otel extra is not installed
-            raise RuntimeError(
-                "SMS_WORKER_TRACING=otel needs OpenTelemetry: pip install 'sms-worker[otel]'"
+            from worker.runtime.startup import EX_CONFIG, StartupError
+
+            raise StartupError(
+                EX_CONFIG,
+                "SMS_WORKER_TRACING=otel needs OpenTelemetry: pip install 'sms-worker[otel]' "
+                "(or set SMS_WORKER_TRACING=off)",
+                check="tracing",
             ) from exc
         return cls(
             (tracing.SpanListener(),),
