@@ -55,6 +55,7 @@ async def test_bad_rows_abort_then_skip_invalid_enqueues_the_rest_and_all_are_se
     path = write(tmp_path / "campaign.csv", csv_text(campaign_rows()))
     bad_lines = sorted(n + 2 for n in BAD)
     common = ("--queue-url", env.queue_url, "--progress", "plain", "--campaign-id", "spring")
+    common += ("--table", env.table)
 
     code, out, err = await run_enqueue(str(path), *common)
     assert code == 1, err
@@ -65,9 +66,7 @@ async def test_bad_rows_abort_then_skip_invalid_enqueues_the_rest_and_all_are_se
     assert await queue_depth(aws.sqs, env.queue_url) == 0
     assert_no_personal_data(out, err)
 
-    code, out, err = await run_enqueue(
-        str(path), *common, "--skip-invalid", "--concurrency", "4", "--table", env.table
-    )
+    code, out, err = await run_enqueue(str(path), *common, "--skip-invalid", "--concurrency", "4")
     assert code == 0, err
     assert [int(n) for n in re.findall(r"^invalid: line (\d+): ", err, re.M)] == bad_lines
     assert re.search(r"rows read\s+300\n\s+invalid\s+3 \(skipped\)\n\s+enqueued\s+297\n", out)

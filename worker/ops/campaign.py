@@ -1,8 +1,9 @@
 """``sms-worker campaign CAMPAIGN_ID``: a campaign's progress from its counter item.
 
-One GetItem per read. ``--watch`` reads every ``--interval-s`` and shows the rates over the
-last few reads (up to ``RATE_WINDOW_READS`` intervals), until every expected request is done
-or Ctrl-C.
+One GetItem per read, each bounded by ``--timeout``. ``--watch`` reads every ``--interval-s``
+and shows the rates over the last few reads (up to ``RATE_WINDOW_READS`` intervals), until
+every expected request is done, Ctrl-C, or (for a campaign with no counter item at all)
+``--wait-s``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from worker.ops.common import (
     OpsError,
     add_region_option,
     add_table_option,
+    add_timeout_option,
     aws_client,
+    bounded,
     fail,
     require_table,
     run_command,
@@ -29,6 +32,7 @@ from worker.ops.progress import compute_progress, format_block, format_line
 from worker.status.counters import CampaignProgress, check_campaign_id, read_campaign
 
 RATE_WINDOW_READS = 5
+DEFAULT_WAIT_S = 60.0
 
 
 def _interval(text: str) -> float:
@@ -45,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("campaign_id", metavar="CAMPAIGN_ID", help="the requests' CampaignId")
     add_table_option(parser)
     add_region_option(parser)
+    add_timeout_option(parser)
     parser.add_argument(
         "--watch",
         action="store_true",
@@ -56,6 +61,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=2.0,
         metavar="S",
         help="seconds between reads with --watch [default: 2]",
+    )
+    parser.add_argument(
+        "--wait-s",
+        type=_interval,
+        default=DEFAULT_WAIT_S,
+        metavar="S",
+        help="with --watch: give up (exit 1) on a campaign that still has no counter item "
+        f"after S seconds [default: {DEFAULT_WAIT_S:g}]",
     )
 
 
@@ -75,8 +88,18 @@ def _not_found(campaign_id: str, table: str) -> str:
     )
 
 
-async def _once(ddb: Any, table: str, campaign_id: str) -> int:
-    progress = await read_campaign(ddb, table, campaign_id)
+def _gave_up(campaign_id: str, table: str, wait_s: float) -> str:
+    return (
+        f"no counters for campaign {campaign_id!r} in table {table!r} after {wait_s:g}s: "
+        "check the CampaignId (it is case-sensitive) and the table; a campaign enqueued with "
+        "'sms-worker enqueue --campaign-id ID --table TABLE' has counters as soon as the "
+        "enqueue starts, others once a worker finishes one of its requests (--wait-s S "
+        "waits longer)"
+    )
+
+
+async def _once(ddb: Any, table: str, campaign_id: str, timeout_s: float) -> int:
+    progress = await bounded(read_campaign(ddb, table, campaign_id), ddb, timeout_s)
     if not progress.found:
         return fail(_not_found(campaign_id, table))
     print(format_block(progress, compute_progress(progress), age_s=_age_s(progress)))
@@ -94,13 +117,15 @@ def _live_display() -> Any:
     return Live(auto_refresh=False, transient=False)
 
 
-async def _watch(ddb: Any, table: str, campaign_id: str, interval_s: float) -> int:
+async def _watch(ddb: Any, table: str, args: argparse.Namespace) -> int:
+    campaign_id, interval_s = args.campaign_id, args.interval_s
+    give_up_at = time.monotonic() + args.wait_s
     live = _live_display()
     reads: deque[tuple[float, CampaignProgress]] = deque(maxlen=RATE_WINDOW_READS + 1)
     context: AbstractContextManager[Any] = live if live is not None else nullcontext()
     with context:
         while True:
-            progress = await read_campaign(ddb, table, campaign_id)
+            progress = await bounded(read_campaign(ddb, table, campaign_id), ddb, args.timeout)
             now = time.monotonic()
             if reads:
                 first_at, first = reads[0]
@@ -108,6 +133,8 @@ async def _watch(ddb: Any, table: str, campaign_id: str, interval_s: float) -> i
             else:
                 view = compute_progress(progress)
             reads.append((now, progress))
+            if not progress.found and now >= give_up_at:
+                return fail(_gave_up(campaign_id, table, args.wait_s))
             if not progress.found:
                 text = f"{campaign_id}: no counts yet; waiting for the first (Ctrl-C to stop)"
             elif live is not None:
@@ -126,10 +153,10 @@ async def _watch(ddb: Any, table: str, campaign_id: str, interval_s: float) -> i
 
 
 async def _campaign(args: argparse.Namespace, table: str) -> int:
-    async with aws_client("dynamodb", args.region) as ddb:
+    async with aws_client("dynamodb", args.region, args.timeout) as ddb:
         if args.watch:
-            return await _watch(ddb, table, args.campaign_id, args.interval_s)
-        return await _once(ddb, table, args.campaign_id)
+            return await _watch(ddb, table, args)
+        return await _once(ddb, table, args.campaign_id, args.timeout)
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -6,9 +6,9 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Coroutine
+from contextlib import asynccontextmanager, suppress
+from typing import Any, TypeVar
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -22,6 +22,9 @@ from worker.aws.errors import ACCESS_DENIED_CODES, CREDENTIAL_CODES, error_field
 from worker.masking import mask_text
 
 TABLE_ENV = "SMS_WORKER_TABLE"
+DEFAULT_TIMEOUT_S = 30.0
+SLOW_CALL_S = 1.0  # a call slower than this says what it is waiting for
+T = TypeVar("T")
 
 
 class OpsError(Exception):
@@ -50,6 +53,27 @@ def add_table_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 1 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: use 1 to 3600 seconds")
+    return value
+
+
+def add_timeout_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help="seconds to wait for an answer from AWS, retries included, before giving up "
+        f"[default: {DEFAULT_TIMEOUT_S:g}]",
+    )
+
+
 def require_table(args: argparse.Namespace) -> str:
     table: str | None = args.table
     if not table:
@@ -62,11 +86,14 @@ def require_table(args: argparse.Namespace) -> str:
 
 
 @asynccontextmanager
-async def aws_client(service: str, region: str | None) -> AsyncIterator[Any]:
-    """An aiobotocore client from the standard AWS chain (endpoints, credentials)."""
+async def aws_client(
+    service: str, region: str | None, timeout_s: float | None = None
+) -> AsyncIterator[Any]:
+    """An aiobotocore client from the standard AWS chain (endpoints, credentials); with
+    ``timeout_s``, no single attempt waits longer (bound the whole call with :func:`bounded`)."""
     config: dict[str, Any] = {
-        "connect_timeout": 5,
-        "read_timeout": 20,
+        "connect_timeout": 5 if timeout_s is None else min(5.0, timeout_s),
+        "read_timeout": 20 if timeout_s is None else timeout_s,
         "retries": {"mode": "standard", "max_attempts": 3},
     }
     try:
@@ -76,6 +103,31 @@ async def aws_client(service: str, region: str | None) -> AsyncIterator[Any]:
         raise OpsError(
             "no AWS region is configured: pass --region or set AWS_REGION", exit_code=2
         ) from None
+
+
+async def bounded(call: Awaitable[T], client: Any, timeout_s: float, what: str = "DynamoDB") -> T:
+    """``call``'s answer within ``timeout_s`` (retries included), else an :class:`OpsError`;
+    a call slower than a second first says on stderr what it is waiting for."""
+    endpoint = getattr(getattr(client, "meta", None), "endpoint_url", None) or "its endpoint"
+
+    async def note() -> None:
+        await asyncio.sleep(SLOW_CALL_S)
+        say(f"waiting for {what} at {endpoint}... (up to {timeout_s:g}s; --timeout S)")
+
+    noting = asyncio.ensure_future(note())
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await call
+    except TimeoutError:
+        raise OpsError(
+            f"no answer from {what} at {endpoint} within {timeout_s:g}s: check the network "
+            "and the region, and AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE> if you set them "
+            "(--timeout S waits longer)"
+        ) from None
+    finally:
+        noting.cancel()
+        with suppress(asyncio.CancelledError):
+            await noting
 
 
 def explain_client_error(exc: ClientError, table: str | None = None) -> str:
@@ -122,6 +174,10 @@ def run_command(main: Coroutine[Any, Any, int], *, table: str | None = None) -> 
         return fail(f"the AWS call failed: {exc}")
 
 
+def say(message: str) -> None:
+    print(f"sms-worker: {mask_text(message)}", file=sys.stderr, flush=True)
+
+
 def fail(message: str, exit_code: int = 1) -> int:
-    print(f"sms-worker: {mask_text(message)}", file=sys.stderr)
+    say(message)
     return exit_code

@@ -12,7 +12,9 @@ from worker.ops.common import (
     OpsError,
     add_region_option,
     add_table_option,
+    add_timeout_option,
     aws_client,
+    bounded,
     fail,
     require_table,
     run_command,
@@ -49,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("request_id", metavar="REQUEST_ID", help="the request's RequestId")
     add_table_option(parser)
     add_region_option(parser)
+    add_timeout_option(parser)
     parser.add_argument("--json", action="store_true", help="print the record as JSON")
     parser.add_argument(
         "--show-personal-data",
@@ -110,8 +113,8 @@ async def fetch_record(client: Any, table: str, request_id: str) -> dict[str, An
 
 
 async def _status(args: argparse.Namespace, table: str) -> int:
-    async with aws_client("dynamodb", args.region) as ddb:
-        record = await fetch_record(ddb, table, args.request_id)
+    async with aws_client("dynamodb", args.region, args.timeout) as ddb:
+        record = await bounded(fetch_record(ddb, table, args.request_id), ddb, args.timeout)
     if record is None:
         return fail(
             f"no record for RequestId {args.request_id!r} in table {table!r}: the worker writes "

@@ -23,6 +23,7 @@ from worker.producer.requests import (
     dump_body,
     request_data,
 )
+from worker.status.expected import add_to_digest
 
 #: Room left in a RequestId for ``-<line number>`` after the campaign id.
 CAMPAIGN_ID_MAX = TOKEN_MAX - 11
@@ -54,6 +55,7 @@ class Scan:
     valid: int = 0
     invalid: int = 0
     without_request_id: int = 0
+    digest: int = 0  # of the valid rows' RequestIds, order-free (worker.status.expected)
 
 
 def campaign_id_problem(campaign_id: str) -> str | None:
@@ -132,4 +134,6 @@ def scan_file(
         scan.valid += 1
         if row.prepared.request_id is None:
             scan.without_request_id += 1
+        else:
+            scan.digest = add_to_digest(scan.digest, row.prepared.request_id)
     return scan

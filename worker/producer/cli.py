@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from worker.producer.check import RowProblem, Scan, campaign_id_problem, checked_rows, scan_file
-from worker.producer.files import Format, InputFileError, detect_format, file_size
+from worker.producer.files import (
+    Format,
+    InputFileError,
+    detect_format,
+    file_size,
+    file_version,
+)
 from worker.producer.outcomes import EntryFailure, QueueUnavailable
 from worker.producer.progress import Progress, make_progress
 from worker.producer.report import (
@@ -76,9 +82,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--table",
         default=env.get("SMS_WORKER_TABLE"),
-        help="status table: with --campaign-id, the rows enqueued are added to the campaign's "
-        "expected total, so 'sms-worker campaign --watch' knows when it is done "
-        "[SMS_WORKER_TABLE]",
+        help="status table: with --campaign-id, the rows enqueued are recorded as the "
+        "campaign's expected total, so 'sms-worker campaign --watch' knows when it is done; "
+        "the same file enqueued again adds nothing [SMS_WORKER_TABLE]",
+    )
+    parser.add_argument(
+        "--no-expected-total",
+        action="store_true",
+        help="with --campaign-id, do not record the expected total (no --table needed)",
     )
     parser.add_argument(
         "--skip-invalid",
@@ -139,6 +150,11 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
             return problem
     if not args.validate_only and not args.queue_url:
         return "no queue: pass --queue-url or set SMS_WORKER_QUEUE_URL"
+    if args.campaign_id and not (args.table or args.validate_only or args.no_expected_total):
+        return (
+            "--campaign-id records the campaign's expected total in the status table: pass "
+            "--table NAME or set SMS_WORKER_TABLE (or --no-expected-total to skip it)"
+        )
     return None
 
 
@@ -189,7 +205,7 @@ def _validate(args: argparse.Namespace, fmt: Format, progress: Progress, summary
 
     started = time.monotonic()
     size = file_size(args.file)
-    args.file_version = _version(args.file)
+    args.file_version = file_version(args.file)
     progress.start("validating", size, "bytes")
     scan = scan_file(
         args.file, fmt, campaign_id=args.campaign_id, on_bytes=progress.advance, on_problem=report
@@ -220,6 +236,7 @@ async def _enqueue(
 ) -> int:
     from worker.producer.api import Enqueuer  # aiobotocore: imported only to send
     from worker.producer.batch import RetryPolicy
+    from worker.producer.expected import ExpectedTotal, TotalNotRecorded
 
     shown = 0
 
@@ -237,11 +254,17 @@ async def _enqueue(
                 f"(after {failure.attempts} call(s))"
             )
 
-    if _version(args.file) != args.file_version:
+    if file_version(args.file) != args.file_version:
         raise InputFileError(
             f"{args.file} changed after it was validated; run the command again once the file "
             "is complete"
         )
+    total = ExpectedTotal.of(args, scan.digest, scan.valid)
+    try:
+        if total is not None:
+            await total.begin(scan.valid)  # first: a wrong table stops the run here
+    except TotalNotRecorded as exc:
+        return _fail(f"{exc}\nNothing was enqueued.", 1)
     started = time.monotonic()
     retry = RetryPolicy(max_attempts=args.max_attempts)
     progress.start("enqueueing", scan.valid, "rows")
@@ -253,8 +276,7 @@ async def _enqueue(
         on_sent=sent,
         on_failure=failed,
     )
-    error: QueueUnavailable | InputFileError | None = None
-    await _expect(args, scan.valid)
+    error: QueueUnavailable | InputFileError | TotalNotRecorded | None = None
     try:
         async with enqueuer:
             for row in checked_rows(args.file, fmt, campaign_id=args.campaign_id):
@@ -262,37 +284,17 @@ async def _enqueue(
                     await enqueuer.put(row.prepared, tag=row.line)
     except (QueueUnavailable, InputFileError) as exc:  # the file: changed while being read
         error = exc
-    finally:
+    finally:  # also on Ctrl-C: the expected total is what was enqueued
         progress.finish()
         summary.enqueueing_s = time.monotonic() - started
-    if scan.valid - summary.enqueued:
-        await _expect(args, summary.enqueued - scan.valid)  # correct the expected total
+        if total is not None:
+            try:
+                await total.end(summary.enqueued)
+            except TotalNotRecorded as exc:
+                error = error or exc
     if error is not None:
         summary.failed = scan.valid - summary.enqueued
         return _fail(f"{error}\n{stopped(summary, scan)}", 1)
     if summary.failed:
         return _fail(not_enqueued(summary, scan), 1)
     return 0
-
-
-async def _expect(args: argparse.Namespace, n: int) -> None:
-    """Add ``n`` to the campaign's expected total (when a campaign and a table are given)."""
-    if not (args.campaign_id and args.table) or n == 0:
-        return
-    from worker.aws.clients import aws_client
-    from worker.status.expected import add_expected
-
-    async with aws_client("dynamodb", region=args.region) as ddb:
-        try:
-            await add_expected(ddb, args.table, args.campaign_id, n)
-        except Exception as exc:  # progress display only: never block the enqueue for it
-            _say(f"could not record the campaign's expected total in {args.table}: {exc}")
-
-
-def _version(path: Path) -> tuple[int, int]:
-    """Size and modification time: a file that changes between the passes is not sent."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return (-1, -1)
-    return (stat.st_size, stat.st_mtime_ns)

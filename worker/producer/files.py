@@ -249,3 +249,12 @@ def _csv_error(exc: csv.Error) -> str:
         f"the CSV cannot be read ({exc}); check the quoting of this row: a cell "
         'that holds a comma, line break or quote must be quoted, a quote inside doubled ("")'
     )
+
+
+def file_version(path: Path) -> tuple[int, int]:
+    """Size and modification time: a file that changes between the passes is not sent."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return (-1, -1)
+    return (stat.st_size, stat.st_mtime_ns)

@@ -78,6 +78,8 @@ class DecisionExecutor(Holding):
                 return None
             keys["latency_ms"] = round(result.latency_ms, 1) if result is not None else None
             keys["dry_run"] = held.fields.dry_run or None
+            keys["message_id"] = step.message_id  # joins the log with the provider's records
+            keys["campaign_id"] = held.fields.campaign_id
         elif step.outcome is not None:
             written = await self._write(held, step.outcome, claim, calls)
             if isinstance(written, HandBack):
