@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import structlog
+from structlog.testing import capture_logs
 
 from worker.handlers.send.decide import RETRIES_EXHAUSTED, Kind
 from worker.handlers.send.events import (
@@ -17,7 +18,6 @@ from worker.handlers.send.events import (
     MetricsListener,
     OutcomeEvent,
 )
-from worker.logs import configure_logging
 from worker.metrics import Metrics
 from worker.status.counters import CampaignCounters
 from worker.status.model import Outcome, RecordFields, Status
@@ -71,15 +71,19 @@ async def test_counters_record_only_final_statuses_written() -> None:
     assert pending[Status.FAILED] == 1 and Status.RETRYING not in pending
 
 
-def test_log_lines_have_fixed_keys_and_no_personal_data(capsys: pytest.CaptureFixture[str]) -> None:
-    configure_logging("INFO", "json")
+def test_log_lines_have_fixed_keys_and_no_personal_data() -> None:
+    # capture_logs, not configure_logging: the module's logger must not be cached with a
+    # configuration later tests' captures would not see.
     listener = LogListener()
-    listener.on_outcome(OutcomeEvent(Kind.SENT, FIELDS, Outcome(Status.SENT), {"attempt": 1}))
-    listener.on_outcome(OutcomeEvent(Kind.EXHAUSTED, FIELDS, failed(RETRIES_EXHAUSTED)))
-    listener.on_outcome(OutcomeEvent(Kind.COOLDOWN, FIELDS))  # no line of its own
-    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
-    assert [(e["event"], e["level"]) for e in lines] == [("sent", "info"), ("failed", "warning")]
-    assert lines[1]["error_code"] == RETRIES_EXHAUSTED
+    with capture_logs() as lines:
+        listener.on_outcome(OutcomeEvent(Kind.SENT, FIELDS, Outcome(Status.SENT), {"attempt": 1}))
+        listener.on_outcome(OutcomeEvent(Kind.EXHAUSTED, FIELDS, failed(RETRIES_EXHAUSTED)))
+        listener.on_outcome(OutcomeEvent(Kind.COOLDOWN, FIELDS))  # no line of its own
+    assert [(e["event"], e["log_level"]) for e in lines] == [
+        ("sent", "info"),
+        ("failed", "warning"),
+    ]
+    assert lines[1]["error_code"] == RETRIES_EXHAUSTED and lines[0]["attempt"] == 1
     assert "5550100" not in json.dumps(lines)
 
 
