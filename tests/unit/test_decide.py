@@ -48,6 +48,19 @@ def test_sent_is_written_and_deleted() -> None:
     assert step.message_id == "provider-id" and step.ack == Delete() and step.kind is d.Kind.SENT
 
 
+def test_delivery_of_an_exhausted_request_is_not_a_duplicate() -> None:
+    """A replay: the store re-opens a FAILED/RETRIES_EXHAUSTED record, so a refusal by one is
+    never answered with a delete; an invalid copy refused by it is a duplicate (the record
+    stays replayable)."""
+    exhausted = {"Status": "FAILED", "ErrorCode": d.RETRIES_EXHAUSTED}
+    step = d.refused(ctx(), ClaimRefused(exhausted))
+    assert step.kind is d.Kind.LEASE_BUSY and isinstance(step.ack, HandBack)
+    invalid_copy = d.refused(ctx(), ClaimRefused(exhausted, attempted=Status.FAILED))
+    assert invalid_copy.kind is d.Kind.DUPLICATE and invalid_copy.ack == Delete()
+    permanent = {"Status": "FAILED", "ErrorCode": "INVALID_REQUEST"}
+    assert d.refused(ctx(), ClaimRefused(permanent)).kind is d.Kind.DUPLICATE
+
+
 def test_dry_run_accepted_is_sent() -> None:
     step = d.decide(ctx(), parsed(DryRun=True), CLAIM, SendResult("dry-id", None, 1, 5.0))
     assert isinstance(step, d.Decision) and step.kind is d.Kind.SENT

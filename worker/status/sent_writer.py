@@ -11,6 +11,7 @@ and a record waits at most ``linger_ms`` for its batch (0: a call of its own). B
 the crash window of docs/failure-semantics.md ("A SENT outcome is held, never dropped", "The
 crash window"). The message is deleted only once its record is durable.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -5,6 +5,11 @@ conditional write (new, ``RETRYING``, or ``SENDING`` whose lease has passed), an
 is written with a condition that this worker still owns the claim (its lease token). On a
 failed condition DynamoDB hands back the existing record (``ALL_OLD``), so no second read is
 needed to tell a duplicate from a live claim.
+
+A *replay* (refused by a ``FAILED``/``RETRIES_EXHAUSTED`` record) re-opens it with a second
+conditional write that also adds 1 to ``Replays`` (an update cannot add only when one branch of
+its condition held). Each write is atomic: of two deliveries that saw the exhausted record, one
+re-opens it and the other finds its live claim.
 """
 
 from __future__ import annotations
@@ -22,11 +27,15 @@ from worker.health import DYNAMODB, DependencyHealth
 from worker.status.codec import decode_item, encode_value
 from worker.status.model import (
     REQUEST_KEY,
+    RETRIES_EXHAUSTED,
     Claim,
     ClaimRefused,
     Outcome,
+    Recorded,
     RecordFields,
     Status,
+    is_replayable,
+    may_follow,
     now_iso,
 )
 
@@ -35,6 +44,9 @@ _CLAIMABLE = (
     "attribute_not_exists(RequestId) OR #Status = :retrying "
     "OR (#Status = :sending AND #LeaseUntil < :now_ms)"
 )
+#: The re-opening write's condition: the record ran out of receives (model.is_replayable).
+_REPLAYABLE = "#Status = :failed AND ErrorCode = :exhausted"
+_REOPEN_VALUES = {":failed": Status.FAILED, ":exhausted": RETRIES_EXHAUSTED, ":one": 1}
 
 
 class StatusStore:
@@ -82,41 +94,29 @@ class StatusStore:
         return sets, values
 
     async def claim(self, info: RecordFields) -> Claim | ClaimRefused:
-        """Take the request for one send (status SENDING) unless it is final or leased."""
+        """Take the request for one send (status SENDING) unless it is final or leased; a
+        ``FAILED``/``RETRIES_EXHAUSTED`` record is re-opened (a replay, ``Replays`` + 1)."""
         now_ms = int(time.time() * 1000)
         token = secrets.token_hex(8)
         sets, values = self._common(info, now_ms)
         sets += ["#Status = :sending", "#LeaseUntil = :lease", "LeaseToken = :token"]
-        values |= {
-            ":sending": Status.SENDING,
-            ":retrying": Status.RETRYING,
-            ":now_ms": now_ms,
-            ":lease": now_ms + self._lease_ms,
-            ":token": token,
-            ":one": 1,
-        }
+        lease_until = now_ms + self._lease_ms
+        values |= {":now_ms": now_ms, ":lease": lease_until, ":token": token, ":one": 1}
+        update = f"SET {', '.join(sets)} ADD Attempts :one"
+        reopen = f"{update}, Replays :one REMOVE ErrorCode, ErrorReason, ErrorMessage"
         try:
-            response = await self._update(
-                info.request_id,
-                f"SET {', '.join(sets)} ADD Attempts :one",
-                _CLAIMABLE,
-                values,
-                return_values="ALL_NEW",
+            response, reopened = await self._claimable_write(
+                info.request_id, update, reopen, values, return_values="ALL_NEW"
             )
         except _ConditionFailed as lost:
-            if lost.record.get("LeaseToken") == token:
-                # Our own write went through and its answer was lost; botocore retried it.
-                return Claim(
-                    info.request_id,
-                    token,
-                    int(lost.record.get("Attempts") or 1),
-                    now_ms + self._lease_ms,
-                    {k: encode_value(v) for k, v in lost.record.items()},
-                )
-            return ClaimRefused(lost.record)
-        raw = response.get("Attributes", {})
+            if lost.record.get("LeaseToken") != token:
+                return ClaimRefused(lost.record)
+            # Our own write went through and its answer was lost; botocore retried it.
+            raw, reopened = {k: encode_value(v) for k, v in lost.record.items()}, lost.reopened
+        else:
+            raw = response.get("Attributes", {})
         attempts = int(raw.get("Attempts", {}).get("N", "1"))
-        return Claim(info.request_id, token, attempts, now_ms + self._lease_ms, raw)
+        return Claim(info.request_id, token, attempts, lease_until, raw, reopened)
 
     async def write_outcome(
         self, claim: Claim, info: RecordFields, outcome: Outcome, calls: int
@@ -147,9 +147,11 @@ class StatusStore:
 
     async def record_without_call(
         self, info: RecordFields, outcome: Outcome
-    ) -> ClaimRefused | None:
+    ) -> ClaimRefused | Recorded:
         """A final status reached before any call (invalid, expired), unless already final
-        or claimed: then the existing record is returned and nothing is written."""
+        or claimed: then the existing record is returned and nothing is written. A replayable
+        record (``FAILED``/``RETRIES_EXHAUSTED``) may become ``EXPIRED`` (``Replays`` + 1), never
+        an invalid ``FAILED``: a bad copy of a valid request does not overwrite it."""
         now_ms = int(time.time() * 1000)
         token = secrets.token_hex(8)
         sets, values = self._common(info, now_ms)
@@ -158,24 +160,23 @@ class StatusStore:
             "Attempts = if_not_exists(Attempts, :zero)",
             "LeaseToken = :token",
         ]
-        values |= {
-            ":status": outcome.status,
-            ":token": token,
-            ":zero": 0,
-            ":sending": Status.SENDING,
-            ":retrying": Status.RETRYING,
-            ":now_ms": now_ms,
-        }
+        values |= {":status": outcome.status, ":token": token, ":zero": 0, ":now_ms": now_ms}
         removes = ["#LeaseUntil"]
         self._error_fields(outcome, sets, removes, values)
         expression = f"SET {', '.join(sets)} REMOVE {', '.join(removes)}"
+        may_reopen = may_follow(Status.FAILED, outcome.status, RETRIES_EXHAUSTED)
         try:
-            await self._update(info.request_id, expression, _CLAIMABLE, values)
+            _, reopened = await self._claimable_write(
+                info.request_id,
+                expression,
+                f"{expression} ADD Replays :one" if may_reopen else None,
+                values,
+            )
         except _ConditionFailed as lost:
             if _is_own_write(lost.record, token, outcome.status):
-                return None  # our own write, retried after its answer was lost
-            return ClaimRefused(lost.record)
-        return None
+                return Recorded(lost.reopened)  # our own write, retried: its answer was lost
+            return ClaimRefused(lost.record, attempted=outcome.status)
+        return Recorded(reopened)
 
     async def get(self, request_id: str) -> dict[str, Any] | None:
         response = await self._observed(
@@ -202,6 +203,33 @@ class StatusStore:
                 values[f":{attr}"] = value
             else:
                 removes.append(attr)
+
+    async def _claimable_write(
+        self,
+        request_id: str,
+        update: str,
+        reopen: str | None,
+        values: dict[str, Any],
+        return_values: str = "NONE",
+    ) -> tuple[dict[str, Any], bool]:
+        """``update`` on the claim's condition; refused by a replayable record (not by our own
+        retried write), ``reopen`` (if given) on :data:`_REPLAYABLE`. Returns the answer and
+        whether it re-opened the record; raises :class:`_ConditionFailed` (``reopened`` set)."""
+        values = {":sending": Status.SENDING, ":retrying": Status.RETRYING} | values
+        try:
+            return await self._update(request_id, update, _CLAIMABLE, values, return_values), False
+        except _ConditionFailed as refused:
+            old = refused.record
+            if reopen is None or old.get("LeaseToken") == values[":token"]:
+                raise
+            if not is_replayable(old.get("Status"), old.get("ErrorCode")):
+                raise
+        values |= _REOPEN_VALUES
+        try:
+            return await self._update(request_id, reopen, _REPLAYABLE, values, return_values), True
+        except _ConditionFailed as lost:
+            lost.reopened = True
+            raise
 
     async def _update(
         self,
@@ -268,3 +296,4 @@ class _ConditionFailed(Exception):
     def __init__(self, record: dict[str, Any]) -> None:
         super().__init__("condition failed")
         self.record = record
+        self.reopened = False  # refused (or our own retried write) on the re-opening write

@@ -22,10 +22,16 @@ from worker.handlers.held import Ack, Delete, HandBack, Release
 from worker.model import InvalidRequest, ParsedRequest
 from worker.sending.errors import ErrorKind, SendError
 from worker.sending.sender import SendResult
-from worker.status.model import Claim, ClaimRefused, Outcome, RecordFields, Status
+from worker.status.model import RETRIES_EXHAUSTED as RETRIES_EXHAUSTED
+from worker.status.model import (
+    Claim,
+    ClaimRefused,
+    Outcome,
+    RecordFields,
+    Status,
+)
 
 INVALID_REQUEST = "INVALID_REQUEST"
-RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
 
 
 class Kind(enum.StrEnum):
@@ -119,7 +125,8 @@ def decide(
 
 
 def refused(ctx: Context, existing: ClaimRefused) -> Decision:
-    """Another delivery got there first: a duplicate, or a live claim elsewhere."""
+    """Another delivery got there first: a duplicate (a final record this delivery may not
+    re-open: :func:`worker.status.model.is_duplicate`), or a live claim elsewhere."""
     if existing.is_duplicate:
         return Decision(Delete(), Kind.DUPLICATE, seen_status=existing.status)
     wait_s = max(1, math.ceil((existing.lease_until_ms - ctx.now_ms) / 1000) + 1)
