@@ -176,7 +176,7 @@ def send_failed(ctx: Context, error: SendError) -> Decision:
     return Decision(ack, Kind.RETRYING, outcome, cooldown=cooldown)
 
 
-def exhausted(ctx: Context, reason: str, claimed: bool) -> Decision:
+def exhausted(ctx: Context, reason: str) -> Decision:
     """Last allowed receive, and the worker must let go (a shutdown): FAILED/RETRIES_EXHAUSTED
     first, so the dead-letter queue holds only final requests."""
     message = (
@@ -189,9 +189,9 @@ def exhausted(ctx: Context, reason: str, claimed: bool) -> Decision:
         error_reason=reason.upper(),
         error_message=message,
     )
-    # Claimed: left for the dead-letter queue. Never claimed (no call made): deleted.
-    ack: Ack = Release(0) if claimed else Delete()
-    return Decision(ack, Kind.EXHAUSTED, outcome)
+    # Left for the dead-letter queue, claimed or not: it was never sent, and a replay from
+    # there (``sms-worker dlq replay``) sends it (deleting it would lose it).
+    return Decision(Release(0), Kind.EXHAUSTED, outcome)
 
 
 def before_claim(

@@ -140,7 +140,7 @@ class DecisionExecutor(Holding):
     async def exhaust(self, held: HeldMessage, reason: str) -> HandBack | None:
         if held.fields is None:
             return HandBack(0, reason)
-        step = d.exhausted(self._context(held), reason, claimed=held.claim is not None)
+        step = d.exhausted(self._context(held), reason)
         return await self._carry_out(held, step, held.claim)
 
     def abandon(self) -> None:
