@@ -13,8 +13,8 @@ from worker.status.model import (
     Claim,
     ClaimRefused,
     Outcome,
-    RecordFields,
     Recorded,
+    RecordFields,
     Status,
 )
 from worker.status.store import StatusStore
