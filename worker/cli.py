@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     from worker.producer import cli as producer_cli
 
     producer_cli.register(commands)  # enqueue
-    ops_cli.register(commands)  # init, status, campaign
+    ops_cli.register(commands)  # init, status, campaign, dlq
     return parser
 
 

@@ -48,6 +48,19 @@ def test_sent_is_written_and_deleted() -> None:
     assert step.message_id == "provider-id" and step.ack == Delete() and step.kind is d.Kind.SENT
 
 
+def test_delivery_of_an_exhausted_request_is_not_a_duplicate() -> None:
+    """A replay: the store re-opens a FAILED/RETRIES_EXHAUSTED record, so a refusal by one is
+    never answered with a delete; an invalid copy refused by it is a duplicate (the record
+    stays replayable)."""
+    exhausted = {"Status": "FAILED", "ErrorCode": d.RETRIES_EXHAUSTED}
+    step = d.refused(ctx(), ClaimRefused(exhausted))
+    assert step.kind is d.Kind.LEASE_BUSY and isinstance(step.ack, HandBack)
+    invalid_copy = d.refused(ctx(), ClaimRefused(exhausted, attempted=Status.FAILED))
+    assert invalid_copy.kind is d.Kind.DUPLICATE and invalid_copy.ack == Delete()
+    permanent = {"Status": "FAILED", "ErrorCode": "INVALID_REQUEST"}
+    assert d.refused(ctx(), ClaimRefused(permanent)).kind is d.Kind.DUPLICATE
+
+
 def test_dry_run_accepted_is_sent() -> None:
     step = d.decide(ctx(), parsed(DryRun=True), CLAIM, SendResult("dry-id", None, 1, 5.0))
     assert isinstance(step, d.Decision) and step.kind is d.Kind.SENT
@@ -156,11 +169,12 @@ def test_dynamodb_failing_hands_back_within_the_visibility_timeout() -> None:
 
 
 def test_shutdown_on_the_last_receive_records_a_final_status_for_the_dlq() -> None:
-    step = d.exhausted(ctx(5, 5), "shutdown", claimed=True)
+    step = d.exhausted(ctx(5, 5), "shutdown")
     assert step.outcome is not None and step.outcome.error_code == d.RETRIES_EXHAUSTED
     assert step.outcome.error_reason == "SHUTDOWN" and step.ack == Release(0)
-    never_claimed = d.exhausted(ctx(5, 5), "cooldown", claimed=False)
-    assert never_claimed.ack == Delete()
+    # Never claimed too: left for the dead-letter queue, where a replay can recover it.
+    never_claimed = d.exhausted(ctx(5, 5), "cooldown")
+    assert never_claimed.ack == Release(0)
 
 
 def test_before_claim_gates() -> None:

@@ -95,3 +95,22 @@ def test_a_failing_listener_does_not_stop_the_others() -> None:
     metrics = Metrics()
     Listeners(Broken(), MetricsListener(metrics)).emit(OutcomeEvent(Kind.SENT, FIELDS))
     assert metrics.sent == 1
+
+
+def test_counters_count_a_replayed_request_once() -> None:
+    """Counted FAILED/RETRIES_EXHAUSTED, then replayed and SENT: the re-opening claim un-counts
+    the failure, the SENT counts; done stays one."""
+    counters = CampaignCounters(client=None, table="t", flush_interval_s=60)
+    listener = CountersListener(counters)
+    listener.on_outcome(OutcomeEvent(Kind.EXHAUSTED, FIELDS, failed(RETRIES_EXHAUSTED)))
+    listener.on_outcome(OutcomeEvent(Kind.CLAIMED, FIELDS, reopened=True))
+    assert counters.pending["c-1"][Status.FAILED] == 0
+    listener.on_outcome(OutcomeEvent(Kind.SENT, FIELDS, Outcome(Status.SENT)))
+    pending = counters.pending["c-1"]
+    assert pending[Status.SENT] == 1 and pending[Status.FAILED] == 0
+    assert pending["FAILED#RETRIES_EXHAUSTED"] == 0
+    # Replayed once more and past its NotAfter: EXPIRED written over the exhausted record.
+    listener.on_outcome(OutcomeEvent(Kind.EXHAUSTED, FIELDS, failed(RETRIES_EXHAUSTED)))
+    listener.on_outcome(OutcomeEvent(Kind.EXPIRED, FIELDS, Outcome(Status.EXPIRED), reopened=True))
+    pending = counters.pending["c-1"]
+    assert pending[Status.FAILED] == 0 and pending[Status.EXPIRED] == 1

@@ -1,15 +1,15 @@
-"""The operator's subcommands of ``sms-worker``: init, status, campaign."""
+"""The operator's subcommands of ``sms-worker``: init, status, campaign, dlq."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from worker.ops import campaign, init, status
+from worker.ops import campaign, dlq, init, status
 
 
 def register(commands: Any) -> None:
-    """Add ``init``, ``status`` and ``campaign`` to ``sms-worker``'s subparsers."""
+    """Add ``init``, ``status``, ``campaign`` and ``dlq`` to ``sms-worker``'s subparsers."""
     parser: argparse.ArgumentParser = commands.add_parser(
         "init",
         help="create the queue, its dead-letter queue and the status table (idempotent)",
@@ -39,3 +39,14 @@ def register(commands: Any) -> None:
     )
     campaign.add_arguments(parser)
     parser.set_defaults(handler=campaign.handle)
+
+    parser = commands.add_parser(
+        "dlq",
+        help="list the dead-letter queue with each record's status; 'dlq replay' moves it back",
+        description="List what the dead-letter queue holds (the source queue's RedrivePolicy "
+        "names it, or --dlq-url), each message with its record's status and reason, masked. "
+        "'sms-worker dlq replay' moves the matching messages back to the source queue, where a "
+        "worker sends each FAILED/RETRIES_EXHAUSTED request again.",
+    )
+    dlq.add_arguments(parser)
+    parser.set_defaults(handler=dlq.handle)

@@ -20,6 +20,11 @@ Attributes of a counter item: ``SENT``, ``FAILED``, ``EXPIRED`` (numbers), ``FAI
 producer recorded it with :func:`add_expected`), ``StartedAt`` (first flush) and ``UpdatedAt``
 (last flush) as ISO-8601 UTC, and ``ExpiresAt`` when the counters were given a TTL.
 
+A replay (a ``FAILED``/``RETRIES_EXHAUSTED`` request re-opened by a delivery from the
+dead-letter queue) subtracts 1 from ``FAILED`` and ``FAILED#RETRIES_EXHAUSTED`` when it is
+claimed, and its next final outcome is counted as usual: a replayed request that ends ``SENT``
+counts once, as ``SENT``, and while it is being sent again it is not done.
+
 The counts are approximate, the per-request records stay authoritative: a worker that crashes
 loses what it had not flushed yet (at most one flush interval of its outcomes), and a flush
 whose answer is lost (a timeout after DynamoDB applied it) is retried and may count twice.
@@ -45,7 +50,13 @@ from worker.status.expected import (
     check_campaign_id,
     counter_key,
 )
-from worker.status.model import Status, counted_statuses, counts_as_done, now_iso
+from worker.status.model import (
+    RETRIES_EXHAUSTED,
+    Status,
+    counted_statuses,
+    counts_as_done,
+    now_iso,
+)
 
 SENT, FAILED, EXPIRED = Status.SENT, Status.FAILED, Status.EXPIRED
 
@@ -123,6 +134,15 @@ class CampaignCounters(BackgroundService):
         delta[status] += 1
         if status == FAILED:
             delta[error_key(error_code)] += 1
+
+    def reopened(self, campaign_id: str) -> None:
+        """Un-count one ``FAILED``/``RETRIES_EXHAUSTED`` that a replay re-opened: its request is
+        not done again until its next final outcome is recorded (a negative delta, which
+        ``ADD`` applies like any other)."""
+        check_campaign_id(campaign_id)
+        delta = self._pending.setdefault(campaign_id, Counter())
+        delta[FAILED] -= 1
+        delta[error_key(RETRIES_EXHAUSTED)] -= 1
 
     @property
     def pending(self) -> dict[str, dict[str, int]]:

@@ -12,6 +12,15 @@ operator tools all ask the same module (see docs/contract.md for the table's att
       │                 └──lease passed──▶ (claimable again)
       ├──invalid──▶ FAILED
       └──NotAfter passed──▶ EXPIRED
+
+    FAILED/RETRIES_EXHAUSTED ──replay (claim)──▶ SENDING      (Replays + 1)
+                             └──replay, NotAfter passed──▶ EXPIRED
+
+A ``FAILED`` record is final except one kind: ``RETRIES_EXHAUSTED`` says only that the
+request ran out of receives (the dead-letter queue holds it), not that it cannot be sent, so a
+delivery that comes back (redriven, enqueued again) *re-opens* it. Every other ``FAILED``
+(refused by the API, ``INVALID_REQUEST``: both deterministic), ``SENT`` and ``EXPIRED`` stay
+final: a delivery of such a request is a duplicate.
 """
 
 from __future__ import annotations
@@ -33,8 +42,10 @@ class Status(enum.StrEnum):
     EXPIRED = "EXPIRED"  # final: NotAfter passed before it could be sent
 
 
-#: Statuses no send can change: a redelivery of such a request is a duplicate.
+#: Final statuses: a redelivery of such a request is a duplicate, except a replayable one.
 TERMINAL: frozenset[Status] = frozenset({Status.SENT, Status.FAILED, Status.EXPIRED})
+#: The one ``ErrorCode`` whose ``FAILED`` a later delivery re-opens (see :func:`is_replayable`).
+RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
 #: Statuses from which a new claim may start (besides a new request, and SENDING whose lease
 #: has passed).
 CLAIMABLE: frozenset[Status] = frozenset({Status.RETRYING})
@@ -49,6 +60,10 @@ TRANSITIONS: dict[Status | None, frozenset[Status]] = {
     Status.FAILED: frozenset(),
     Status.EXPIRED: frozenset(),
 }
+#: What may follow a replayable record (``FAILED``/``RETRIES_EXHAUSTED``): a new claim, or,
+#: when the request's ``NotAfter`` passed meanwhile, ``EXPIRED``. Not an invalid ``FAILED``:
+#: the request was valid, so an invalid body under its ``RequestId`` is a bad copy.
+REOPENED: frozenset[Status] = frozenset({Status.SENDING, Status.EXPIRED})
 
 
 def parse_status(value: object) -> Status | None:
@@ -59,13 +74,27 @@ def parse_status(value: object) -> Status | None:
         return None
 
 
-def may_follow(before: Status | None, after: Status) -> bool:
+def is_replayable(status: str | None, error_code: str | None) -> bool:
+    """Does a later delivery of a request in this state send it again? Only a request that
+    ran out of receives (``FAILED``/``RETRIES_EXHAUSTED``): it was never refused."""
+    return status == Status.FAILED and error_code == RETRIES_EXHAUSTED
+
+
+def may_follow(before: Status | None, after: Status, error_code: str | None = None) -> bool:
+    """May ``after`` be written over a record in ``before`` (with ``error_code``)?"""
+    if is_replayable(before, error_code):
+        return after in REOPENED
     return after in TRANSITIONS[before]
 
 
-def is_duplicate(status: str | None) -> bool:
-    """May a delivery of a request in this status be skipped (deleted, no call)?"""
-    return status in TERMINAL
+def is_duplicate(
+    status: str | None, error_code: str | None = None, attempted: Status = Status.SENDING
+) -> bool:
+    """May a delivery of a request in this state be skipped (deleted, no call)? ``attempted``
+    is what the delivery would write: a claim (``SENDING``), or a status reached without a
+    call (an invalid copy's ``FAILED``, ``EXPIRED``)."""
+    final = parse_status(status)
+    return final in TERMINAL and not may_follow(final, attempted, error_code)
 
 
 def counts_as_done(status: str | None) -> bool:
@@ -117,6 +146,7 @@ class Claim:
     attempts: int  # including the call about to be made
     lease_until_ms: int
     record: dict[str, Any] = field(default_factory=dict)  # as the claim left it (raw)
+    reopened: bool = False  # this claim re-opened a FAILED/RETRIES_EXHAUSTED record (a replay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +155,7 @@ class ClaimRefused:
     final status, or a live claim of another delivery)."""
 
     record: dict[str, Any]
+    attempted: Status = Status.SENDING  # what the refused write would have set
 
     @property
     def status(self) -> Status | None:
@@ -132,7 +163,7 @@ class ClaimRefused:
 
     @property
     def is_duplicate(self) -> bool:
-        return is_duplicate(self.status)
+        return is_duplicate(self.status, self.record.get("ErrorCode"), self.attempted)
 
     @property
     def lease_until_ms(self) -> int:
@@ -147,3 +178,10 @@ class Outcome:
     error_code: str | None = None
     error_reason: str | None = None
     error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A status reached without a call was written; ``reopened``: over a replayable record."""
+
+    reopened: bool = False

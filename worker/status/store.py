@@ -5,36 +5,42 @@ conditional write (new, ``RETRYING``, or ``SENDING`` whose lease has passed), an
 is written with a condition that this worker still owns the claim (its lease token). On a
 failed condition DynamoDB hands back the existing record (``ALL_OLD``), so no second read is
 needed to tell a duplicate from a live claim.
+
+A *replay* (refused by a ``FAILED``/``RETRIES_EXHAUSTED`` record) re-opens it with a second
+conditional write that also adds 1 to ``Replays`` (an update cannot add only when one branch of
+its condition held). Each write is atomic: of two deliveries that saw the exhausted record, one
+re-opens it and the other finds its live claim.
 """
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
-from collections.abc import Coroutine
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from worker.aws.errors import CONDITION_FAILED, describe, error_code, is_unavailable
-from worker.health import DYNAMODB, DependencyHealth
-from worker.status.codec import decode_item, encode_value
+from worker.health import DependencyHealth
+from worker.status.codec import encode_value
 from worker.status.model import (
-    REQUEST_KEY,
+    RETRIES_EXHAUSTED,
     Claim,
     ClaimRefused,
     Outcome,
+    Recorded,
     RecordFields,
     Status,
+    is_replayable,
+    may_follow,
     now_iso,
 )
+from worker.status.table import ConditionalTable, ConditionFailed
 
-_PLACEHOLDER = re.compile(r":\w+")
 _CLAIMABLE = (
     "attribute_not_exists(RequestId) OR #Status = :retrying "
     "OR (#Status = :sending AND #LeaseUntil < :now_ms)"
 )
+#: The re-opening write's condition: the record ran out of receives (model.is_replayable).
+_REPLAYABLE = "#Status = :failed AND ErrorCode = :exhausted"
+_REOPEN_VALUES = {":failed": Status.FAILED, ":exhausted": RETRIES_EXHAUSTED, ":one": 1}
 
 
 class StatusStore:
@@ -47,9 +53,7 @@ class StatusStore:
         ttl_days: int,
         health: DependencyHealth | None = None,
     ) -> None:
-        self._client = client
-        self._table = table
-        self._health = health or DependencyHealth()
+        self._io = ConditionalTable(client, table, health or DependencyHealth())
         self._lease_ms = int(lease_s * 1000)
         self._ttl_s = ttl_days * 86_400
 
@@ -82,42 +86,29 @@ class StatusStore:
         return sets, values
 
     async def claim(self, info: RecordFields) -> Claim | ClaimRefused:
-        """Take the request for one send (status SENDING) unless it is final or leased."""
+        """Take the request for one send (status SENDING) unless it is final or leased; a
+        ``FAILED``/``RETRIES_EXHAUSTED`` record is re-opened (a replay, ``Replays`` + 1)."""
         now_ms = int(time.time() * 1000)
         token = secrets.token_hex(8)
         sets, values = self._common(info, now_ms)
         sets += ["#Status = :sending", "#LeaseUntil = :lease", "LeaseToken = :token"]
-        values |= {
-            ":sending": Status.SENDING,
-            ":retrying": Status.RETRYING,
-            ":now_ms": now_ms,
-            ":lease": now_ms + self._lease_ms,
-            ":token": token,
-            ":one": 1,
-        }
+        lease_until = now_ms + self._lease_ms
+        values |= {":now_ms": now_ms, ":lease": lease_until, ":token": token, ":one": 1}
+        update = f"SET {', '.join(sets)} ADD Attempts :one"
+        reopen = f"{update}, Replays :one REMOVE ErrorCode, ErrorReason, ErrorMessage"
         try:
-            response = await self._update(
-                info.request_id,
-                f"SET {', '.join(sets)} ADD Attempts :one",
-                _CLAIMABLE,
-                values,
-                return_values="ALL_NEW",
-                operation="claim",
+            response, reopened = await self._claimable_write(
+                info.request_id, update, reopen, values, return_values="ALL_NEW", operation="claim"
             )
-        except _ConditionFailed as lost:
-            if lost.record.get("LeaseToken") == token:
-                # Our own write went through and its answer was lost; botocore retried it.
-                return Claim(
-                    info.request_id,
-                    token,
-                    int(lost.record.get("Attempts") or 1),
-                    now_ms + self._lease_ms,
-                    {k: encode_value(v) for k, v in lost.record.items()},
-                )
-            return ClaimRefused(lost.record)
-        raw = response.get("Attributes", {})
+        except ConditionFailed as lost:
+            if lost.record.get("LeaseToken") != token:
+                return ClaimRefused(lost.record)
+            # Our own write went through and its answer was lost; botocore retried it.
+            raw, reopened = {k: encode_value(v) for k, v in lost.record.items()}, lost.reopened
+        else:
+            raw = response.get("Attributes", {})
         attempts = int(raw.get("Attempts", {}).get("N", "1"))
-        return Claim(info.request_id, token, attempts, now_ms + self._lease_ms, raw)
+        return Claim(info.request_id, token, attempts, lease_until, raw, reopened)
 
     async def write_outcome(
         self, claim: Claim, info: RecordFields, outcome: Outcome, calls: int
@@ -137,14 +128,14 @@ class StatusStore:
         self._error_fields(outcome, sets, removes, values)
         expression = f"SET {', '.join(sets)} REMOVE {', '.join(removes)}"
         try:
-            await self._update(
+            await self._io.update(
                 claim.request_id,
                 expression,
                 "LeaseToken = :token AND #Status = :sending",
                 values,
                 operation="record",
             )
-        except _ConditionFailed as lost:
+        except ConditionFailed as lost:
             if _is_own_write(lost.record, claim.token, outcome.status):
                 return None  # a retried write that finds its own outcome: done, not lost
             return ClaimRefused(lost.record)
@@ -152,9 +143,11 @@ class StatusStore:
 
     async def record_without_call(
         self, info: RecordFields, outcome: Outcome
-    ) -> ClaimRefused | None:
+    ) -> ClaimRefused | Recorded:
         """A final status reached before any call (invalid, expired), unless already final
-        or claimed: then the existing record is returned and nothing is written."""
+        or claimed: then the existing record is returned and nothing is written. A replayable
+        record (``FAILED``/``RETRIES_EXHAUSTED``) may become ``EXPIRED`` (``Replays`` + 1), never
+        an invalid ``FAILED``: a bad copy of a valid request does not overwrite it."""
         now_ms = int(time.time() * 1000)
         token = secrets.token_hex(8)
         sets, values = self._common(info, now_ms)
@@ -163,36 +156,27 @@ class StatusStore:
             "Attempts = if_not_exists(Attempts, :zero)",
             "LeaseToken = :token",
         ]
-        values |= {
-            ":status": outcome.status,
-            ":token": token,
-            ":zero": 0,
-            ":sending": Status.SENDING,
-            ":retrying": Status.RETRYING,
-            ":now_ms": now_ms,
-        }
+        values |= {":status": outcome.status, ":token": token, ":zero": 0, ":now_ms": now_ms}
         removes = ["#LeaseUntil"]
         self._error_fields(outcome, sets, removes, values)
         expression = f"SET {', '.join(sets)} REMOVE {', '.join(removes)}"
+        may_reopen = may_follow(Status.FAILED, outcome.status, RETRIES_EXHAUSTED)
         try:
-            await self._update(info.request_id, expression, _CLAIMABLE, values, operation="record")
-        except _ConditionFailed as lost:
+            _, reopened = await self._claimable_write(
+                info.request_id,
+                expression,
+                f"{expression} ADD Replays :one" if may_reopen else None,
+                values,
+                operation="record",
+            )
+        except ConditionFailed as lost:
             if _is_own_write(lost.record, token, outcome.status):
-                return None  # our own write, retried after its answer was lost
-            return ClaimRefused(lost.record)
-        return None
+                return Recorded(lost.reopened)  # our own write, retried: its answer was lost
+            return ClaimRefused(lost.record, attempted=outcome.status)
+        return Recorded(reopened)
 
     async def get(self, request_id: str) -> dict[str, Any] | None:
-        response = await self._observed(
-            self._client.get_item(
-                TableName=self._table,
-                Key={REQUEST_KEY: {"S": request_id}},
-                ConsistentRead=True,
-            ),
-            "get",
-        )
-        item = response.get("Item")
-        return decode_item(item) if item else None
+        return await self._io.get(request_id)
 
     @staticmethod
     def _error_fields(
@@ -209,76 +193,41 @@ class StatusStore:
             else:
                 removes.append(attr)
 
-    async def _update(
+    async def _claimable_write(
         self,
         request_id: str,
         update: str,
-        condition: str,
+        reopen: str | None,
         values: dict[str, Any],
         return_values: str = "NONE",
-        operation: str = "update",
-    ) -> dict[str, Any]:
-        names = {"#Status": "Status"}
-        if "#LeaseUntil" in update or "#LeaseUntil" in condition:
-            names["#LeaseUntil"] = "LeaseUntil"
-        placeholders = set(_PLACEHOLDER.findall(update + " " + condition))
-        used = {k: v for k, v in values.items() if k in placeholders}
+        *,
+        operation: str,
+    ) -> tuple[dict[str, Any], bool]:
+        """``update`` on the claim's condition; refused by a replayable record (not by our own
+        retried write), ``reopen`` (if given) on :data:`_REPLAYABLE`. Returns the answer and
+        whether it re-opened the record; raises :class:`ConditionFailed` (``reopened`` set)."""
+        values = {":sending": Status.SENDING, ":retrying": Status.RETRYING} | values
         try:
-            response: dict[str, Any] = await self._observed(
-                self._client.update_item(
-                    TableName=self._table,
-                    Key={REQUEST_KEY: {"S": request_id}},
-                    UpdateExpression=update,
-                    ConditionExpression=condition,
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues={k: encode_value(v) for k, v in used.items()},
-                    ReturnValues=return_values,
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                ),
-                operation,
+            answer = await self._io.update(
+                request_id, update, _CLAIMABLE, values, return_values, operation=operation
             )
-        except ClientError as exc:
-            if error_code(exc) != CONDITION_FAILED:
+            return answer, False
+        except ConditionFailed as refused:
+            old = refused.record
+            if reopen is None or old.get("LeaseToken") == values[":token"]:
                 raise
-            item = exc.response.get("Item")
-            if item is None:
-                # A DynamoDB-compatible server without ReturnValuesOnConditionCheckFailure
-                # (dynalite): read the record that failed the condition.
-                record = await self.get(request_id) or {}
-            else:
-                record = decode_item(item)
-            raise _ConditionFailed(record) from None
-        return response
-
-    async def _observed(
-        self, call: Coroutine[Any, Any, dict[str, Any]], operation: str
-    ) -> dict[str, Any]:
-        """Await one DynamoDB call and tell the health tracker whether DynamoDB answered (and
-        count a failure other than a refused condition, which is an answer)."""
+            if not is_replayable(old.get("Status"), old.get("ErrorCode")):
+                raise
+        values |= _REOPEN_VALUES
         try:
-            response = await call
-        except ClientError as exc:
-            if error_code(exc) != CONDITION_FAILED:
-                self._health.count(DYNAMODB, operation, describe(exc))
-            if is_unavailable(exc):
-                self._health.failed(DYNAMODB, describe(exc))
-            else:
-                self._health.ok(DYNAMODB)  # it answered (a refused condition is an answer)
+            answer = await self._io.update(
+                request_id, reopen, _REPLAYABLE, values, return_values, operation=operation
+            )
+            return answer, True
+        except ConditionFailed as lost:
+            lost.reopened = True
             raise
-        except Exception as exc:
-            self._health.count(DYNAMODB, operation, describe(exc))
-            if is_unavailable(exc):
-                self._health.failed(DYNAMODB, describe(exc))
-            raise
-        self._health.ok(DYNAMODB)
-        return response
 
 
 def _is_own_write(record: dict[str, Any], token: str, status: str) -> bool:
     return record.get("LeaseToken") == token and record.get("Status") == status
-
-
-class _ConditionFailed(Exception):
-    def __init__(self, record: dict[str, Any]) -> None:
-        super().__init__("condition failed")
-        self.record = record

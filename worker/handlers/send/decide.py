@@ -22,10 +22,16 @@ from worker.handlers.held import Ack, Delete, HandBack, Release
 from worker.model import InvalidRequest, ParsedRequest
 from worker.sending.errors import ErrorKind, SendError
 from worker.sending.sender import SendResult
-from worker.status.model import Claim, ClaimRefused, Outcome, RecordFields, Status
+from worker.status.model import RETRIES_EXHAUSTED as RETRIES_EXHAUSTED
+from worker.status.model import (
+    Claim,
+    ClaimRefused,
+    Outcome,
+    RecordFields,
+    Status,
+)
 
 INVALID_REQUEST = "INVALID_REQUEST"
-RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
 
 
 class Kind(enum.StrEnum):
@@ -119,7 +125,8 @@ def decide(
 
 
 def refused(ctx: Context, existing: ClaimRefused) -> Decision:
-    """Another delivery got there first: a duplicate, or a live claim elsewhere."""
+    """Another delivery got there first: a duplicate (a final record this delivery may not
+    re-open: :func:`worker.status.model.is_duplicate`), or a live claim elsewhere."""
     if existing.is_duplicate:
         return Decision(Delete(), Kind.DUPLICATE, seen_status=existing.status)
     wait_s = max(1, math.ceil((existing.lease_until_ms - ctx.now_ms) / 1000) + 1)
@@ -169,7 +176,7 @@ def send_failed(ctx: Context, error: SendError) -> Decision:
     return Decision(ack, Kind.RETRYING, outcome, cooldown=cooldown)
 
 
-def exhausted(ctx: Context, reason: str, claimed: bool) -> Decision:
+def exhausted(ctx: Context, reason: str) -> Decision:
     """Last allowed receive, and the worker must let go (a shutdown): FAILED/RETRIES_EXHAUSTED
     first, so the dead-letter queue holds only final requests."""
     message = (
@@ -182,9 +189,9 @@ def exhausted(ctx: Context, reason: str, claimed: bool) -> Decision:
         error_reason=reason.upper(),
         error_message=message,
     )
-    # Claimed: left for the dead-letter queue. Never claimed (no call made): deleted.
-    ack: Ack = Release(0) if claimed else Delete()
-    return Decision(ack, Kind.EXHAUSTED, outcome)
+    # Left for the dead-letter queue, claimed or not: it was never sent, and a replay from
+    # there (``sms-worker dlq replay``) sends it (deleting it would lose it).
+    return Decision(Release(0), Kind.EXHAUSTED, outcome)
 
 
 def before_claim(

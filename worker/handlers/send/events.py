@@ -27,6 +27,9 @@ class OutcomeEvent:
     fields: RecordFields | None = None
     outcome: Outcome | None = None  # the status written, if one was
     detail: dict[str, Any] = field(default_factory=dict)  # the log line's own keys
+    #: The delivery re-opened a FAILED/RETRIES_EXHAUSTED record (a replay): on CLAIMED, or on
+    #: EXPIRED written over it.
+    reopened: bool = False
 
 
 class Listener(Protocol):
@@ -82,7 +85,9 @@ class MetricsListener:
 
 
 class CountersListener:
-    """A campaign's progress counts each final status once, when it was written."""
+    """A campaign's progress counts each final status once, when it was written. A replay
+    un-counts the ``FAILED``/``RETRIES_EXHAUSTED`` it re-opened (the request is not done
+    again until its new final status is counted), so a replayed request is counted once."""
 
     _FINAL = frozenset({Kind.SENT, Kind.FAILED, Kind.EXHAUSTED, Kind.EXPIRED})
 
@@ -90,10 +95,12 @@ class CountersListener:
         self._counters = counters
 
     def on_outcome(self, event: OutcomeEvent) -> None:
-        if event.kind not in self._FINAL or event.outcome is None or event.fields is None:
+        campaign_id = event.fields.campaign_id if event.fields is not None else None
+        if campaign_id is None:
             return
-        campaign_id = event.fields.campaign_id
-        if campaign_id is not None:
+        if event.reopened:
+            self._counters.reopened(campaign_id)
+        if event.kind in self._FINAL and event.outcome is not None:
             self._counters.record(campaign_id, event.outcome.status, event.outcome.error_code)
 
 

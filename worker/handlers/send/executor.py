@@ -24,7 +24,7 @@ from worker.sending.cooldown import Cooldown
 from worker.sending.errors import ErrorKind, SendError
 from worker.sending.sender import SendResult
 from worker.settings import Settings
-from worker.status.model import Claim, ClaimRefused, Outcome, Status
+from worker.status.model import Claim, ClaimRefused, Outcome, Recorded, Status
 from worker.status.sent_writer import SentAbandoned, SentWriter
 from worker.status.store import StatusStore
 
@@ -56,9 +56,11 @@ class DecisionExecutor(Holding):
             redelivery_max_delay_s=self._s.redelivery_max_delay_s,
         )
 
-    def _emit(self, kind: d.Kind, held: HeldMessage, outcome: Outcome | None = None,
-              **detail: Any) -> None:  # fmt: skip
-        self._listeners.emit(OutcomeEvent(kind, held.fields, outcome, detail))
+    def _emit(self, kind: d.Kind, held: HeldMessage, outcome: Outcome | None = None, *,
+              reopened: bool = False, **detail: Any) -> None:  # fmt: skip
+        if reopened:
+            detail["replayed"] = True  # this delivery re-opened a FAILED/RETRIES_EXHAUSTED record
+        self._listeners.emit(OutcomeEvent(kind, held.fields, outcome, detail, reopened))
 
     async def _carry_out(self, held: HeldMessage, step: d.Decision, claim: Claim | None = None,
                          result: SendResult | None = None) -> HandBack | None:  # fmt: skip
@@ -66,6 +68,7 @@ class DecisionExecutor(Holding):
         to the caller: on the last receive it keeps the message)."""
         calls = result.calls if result is not None else max(1, held.progress.calls)
         keys: dict[str, Any] = {} if claim is None else {"attempt": d.attempt_number(claim, calls)}
+        reopened = False  # the claim's re-opening was told with Kind.CLAIMED
         if step.cooldown is not None:
             self._cooldown.trigger(step.cooldown)
         if step.outcome is not None and step.outcome.status is Status.SENT:
@@ -84,7 +87,9 @@ class DecisionExecutor(Holding):
             written = await self._write(held, step.outcome, claim, calls)
             if isinstance(written, HandBack):
                 return written
-            if written is not None:  # refused: a duplicate, a live claim, or our lease lost
+            if isinstance(written, Recorded):
+                reopened = written.reopened  # an EXPIRED over a replayable record
+            elif written is not None:  # refused: a duplicate, a live claim, or our lease lost
                 if claim is not None:
                     now_status = written.status
                     self._emit(d.Kind.LEASE_LOST, held, status=step.outcome.status,
@@ -98,7 +103,7 @@ class DecisionExecutor(Holding):
             keys["visible_in_s"] = step.ack.visible_in_s
         elif isinstance(step.ack, HandBack):
             keys["visible_in_s"] = step.ack.delay_s
-        self._emit(step.kind, held, step.outcome, **keys)
+        self._emit(step.kind, held, step.outcome, reopened=reopened, **keys)
         if isinstance(step.ack, Delete):
             self.delete(held)
         elif isinstance(step.ack, Release):
@@ -108,7 +113,7 @@ class DecisionExecutor(Holding):
         return None
 
     async def _write(self, held: HeldMessage, outcome: Outcome, claim: Claim | None,
-                     calls: int) -> ClaimRefused | HandBack | None:  # fmt: skip
+                     calls: int) -> ClaimRefused | Recorded | HandBack | None:  # fmt: skip
         """The conditional status write; a claimed one is retried through a DynamoDB fault
         while the worker runs."""
         assert held.fields is not None
@@ -137,7 +142,7 @@ class DecisionExecutor(Holding):
     async def exhaust(self, held: HeldMessage, reason: str) -> HandBack | None:
         if held.fields is None:
             return HandBack(0, reason)
-        step = d.exhausted(self._context(held), reason, claimed=held.claim is not None)
+        step = d.exhausted(self._context(held), reason)
         return await self._carry_out(held, step, held.claim)
 
     def abandon(self) -> None:

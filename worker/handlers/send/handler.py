@@ -95,7 +95,7 @@ class SendHandler(DecisionExecutor):
         if isinstance(claimed, ClaimRefused):
             return await self._carry_out(held, d.refused(self._context(held), claimed))
         held.claim = claimed
-        self._emit(d.Kind.CLAIMED, held, attempt=claimed.attempts)
+        self._emit(d.Kind.CLAIMED, held, attempt=claimed.attempts, reopened=claimed.reopened)
         result = await self._sender.send(parsed.api_params(), identity, first_token_held=True,
             progress=held.progress, deadline=lease_deadline, channel=parsed.channel)  # fmt: skip
         step = d.decide(self._context(held), parsed, claimed, result)
