@@ -27,22 +27,13 @@ from worker.ops.common import (
     fail,
     require_table,
     run_command,
+    seconds_between,
 )
 from worker.ops.progress import compute_progress, format_block, format_line
 from worker.status.counters import CampaignProgress, check_campaign_id, read_campaign
 
 RATE_WINDOW_READS = 5
 DEFAULT_WAIT_S = 60.0
-
-
-def _interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0.1 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text} is out of range: use 0.1 to 3600 seconds")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,14 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--interval-s",
-        type=_interval,
+        type=seconds_between(0.1, 3600),
         default=2.0,
         metavar="S",
         help="seconds between reads with --watch [default: 2]",
     )
     parser.add_argument(
         "--wait-s",
-        type=_interval,
+        type=seconds_between(0.1, 3600),
         default=DEFAULT_WAIT_S,
         metavar="S",
         help="with --watch: give up (exit 1) on a campaign that still has no counter item "
