@@ -92,6 +92,37 @@ async def _dynamodb_down(aws: Aws, env: Env, sandbox: Sandbox, proxy: FaultProxy
     assert len(seen) == 4
 
 
+async def test_an_sms_endpoint_refusing_connections_pauses_receiving(
+    aws: Aws, env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dependency that fails for every message (the SMS API refusing connections) pauses
+    the pollers, like the account-wide cool-down: the messages' receives are not burnt toward
+    the dead-letter queue while it lasts, and none reaches it."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_PINPOINT_SMS_VOICE_V2", f"http://127.0.0.1:{free_port()}")
+    settings = make_settings(env, max_receive_count=3, dependency_unready_s=1)
+    await enqueue(aws.sqs, env.queue_url, [request(n) for n in range(6)])
+    with capture_logs() as logs:
+        async with running_worker(settings) as worker:
+            await wait_for(lambda: _logged(logs, "receiving_paused"), timeout_s=30)
+            paused_at = worker.metrics.received
+            await asyncio.sleep(12)  # several redelivery delays: receiving stays paused
+            received_while_paused = worker.metrics.received - paused_at
+            # While it lasts, no request is given up (a last receive is kept in its task).
+            items = await table_items(aws.ddb, env.table)
+            assert not any(i.get("ErrorCode") == "RETRIES_EXHAUSTED" for i in items.values())
+            dead = await aws.sqs.receive_message(
+                QueueUrl=env.dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            )
+            assert dead.get("Messages", []) == []
+    # One probe message every 5 s at most, not every message each redelivery delay.
+    assert received_while_paused <= 4, received_while_paused
+    assert all(i["Status"] != "SENT" for i in items.values())
+
+
+async def _logged(logs: list[dict[str, Any]], event: str) -> bool:
+    return any(e["event"] == event for e in logs)
+
+
 async def test_a_retried_final_write_that_finds_its_own_outcome_succeeds(
     aws: Aws, env: Env
 ) -> None:
