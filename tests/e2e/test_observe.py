@@ -19,7 +19,7 @@ from support import (
 )
 
 from worker.devstack.stack import free_port
-from worker.observe.http import identity_label
+from worker.observe.exposition import identity_label
 
 
 async def get(http: aiohttp.ClientSession, url: str) -> tuple[int, str]:

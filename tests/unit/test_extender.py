@@ -25,11 +25,11 @@ async def test_held_messages_are_extended_and_forgotten_ones_are_not(aws: Aws, e
     assert len(received) == 2
     kept, dropped = (QueueMessage.from_sqs(m) for m in received)
     async with AckBatcher(aws.sqs, env.queue_url, Metrics(), flush_ms=10) as acks:
-        extender = VisibilityExtender(acks, visibility_timeout_s=3)
+        extender = VisibilityExtender(acks, visibility_timeout_s=3, interval_s=0.2)
         extender.track(kept)
         extender.track(dropped)
         extender.forget(dropped)  # acknowledged: no longer ours to extend
-        runner = asyncio.create_task(extender.run(interval_s=0.2))
+        extender.start()
         await asyncio.sleep(4.5)  # past the original 3 s visibility
         visible = (
             await aws.sqs.receive_message(
@@ -38,7 +38,6 @@ async def test_held_messages_are_extended_and_forgotten_ones_are_not(aws: Aws, e
                 WaitTimeSeconds=0,
             )
         ).get("Messages", [])
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
+        await extender.close()
     assert [m["MessageId"] for m in visible] == [dropped.message_id]
     assert extender.extended_total >= 1

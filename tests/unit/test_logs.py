@@ -39,7 +39,7 @@ def test_numbers_are_masked_and_bodies_dropped(capsys: pytest.CaptureFixture[str
 
 
 def test_identity_labels_are_unique_and_masked() -> None:
-    from worker.observe.http import identity_label
+    from worker.observe.exposition import identity_label
 
     a, b = identity_label("+12065550100"), identity_label("+13105550100")
     assert a != b and a.startswith("+1***00#") and b.startswith("+1***00#")

@@ -9,12 +9,12 @@ path's client, the sandbox and the metrics read it from here. A new channel is a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from botocore import xform_name
 from pydantic import BaseModel
 
 from worker.model import mms
@@ -49,11 +49,6 @@ class UnknownChannel(LookupError):
         self.name = name
 
 
-def _snake(operation: str) -> str:
-    """``SendMediaMessage`` -> ``send_media_message`` (the SDK's method name)."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower()
-
-
 def _identity(request: ChannelRequest) -> str:
     return request.OriginationIdentity or ""
 
@@ -72,7 +67,7 @@ class Channel:
     method: str = field(init=False)  # the SDK client's method for ``operation``
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "method", _snake(self.operation))
+        object.__setattr__(self, "method", xform_name(self.operation))  # the SDK method
 
     def validate(self, data: Mapping[str, Any]) -> ChannelRequest:
         """The body as this channel's model; pydantic's ``ValidationError`` if invalid."""

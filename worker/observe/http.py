@@ -27,14 +27,14 @@ from worker.aws.clients import ConfigurationError
 from worker.health import DependencyHealth
 from worker.logs import get_logger
 from worker.metrics import Metrics
-from worker.observe.exposition import IDENTITY_SERIES_MAX, build_registry, identity_label
+from worker.observe.exposition import build_registry
 from worker.observe.queues import QueueSampler
 from worker.sending.cooldown import Cooldown
 from worker.sending.limiter import Limiter
 
 log = get_logger(__name__)
 HEARTBEAT_STALE_S = 10.0
-__all__ = ["IDENTITY_SERIES_MAX", "ObserveServer", "Observed", "identity_label", "render"]
+__all__ = ["ObserveServer", "Observed"]
 
 
 @dataclass
@@ -60,11 +60,6 @@ class Observed:
         if self.cooldown.active:
             reasons.append(f"cooldown:{self.cooldown.reason}")
         return reasons + self.health.unready(self.dependency_unready_s)
-
-
-def render(o: Observed) -> str:
-    """The Prometheus text exposition of the worker's state (its own registry)."""
-    return generate_latest(build_registry(o)).decode()
 
 
 class ObserveServer:

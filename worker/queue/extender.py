@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from worker.lifecycle import BackgroundService, Periodic
+from worker.lifecycle import BackgroundService
 from worker.logs import get_logger
 from worker.queue.acks import AckBatcher
 from worker.queue.message import QueueMessage
@@ -71,7 +71,3 @@ class VisibilityExtender(BackgroundService):
             self.extended_total += len(due)
             log.info("visibility_extended", messages=len(due), visible_for_s=self._timeout_s)
         return len(due)
-
-    async def run(self, interval_s: float = 1.0) -> None:
-        """Extend what is due every ``interval_s``, in the caller's task, until cancelled."""
-        await Periodic(self.name, interval_s, self.extend_due).run()

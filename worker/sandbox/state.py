@@ -18,14 +18,12 @@ from typing import Any
 import structlog
 
 from worker.masking import mask_identity, mask_phone
-from worker.model.channels import MMS
 from worker.sandbox import errors
 from worker.sandbox.bucket import Clock, RateLimiter
 from worker.sandbox.config import SandboxConfig
 from worker.sandbox.validation import VALIDATORS, Validator
 
 TARGET_PREFIX = "PinpointSMSVoiceV2."
-SEND_TARGET = TARGET_PREFIX + MMS.operation
 #: X-Amz-Target -> the validator of that operation: one per registered channel.
 HANDLERS: dict[str, Validator] = {TARGET_PREFIX + op: check for op, check in VALIDATORS.items()}
 

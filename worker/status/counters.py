@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from worker.aws.errors import describe, error_message
 from worker.lifecycle import BackgroundService
 from worker.logs import get_logger
 from worker.status.codec import decode_item
@@ -89,11 +90,7 @@ class CountersFlushError(Exception):
 
 
 def _describe(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict) and "Error" in response:
-        error = response["Error"]
-        return f"{error.get('Code')}: {error.get('Message')}"
-    return f"{type(exc).__name__}: {exc}"
+    return f"{describe(exc)}: {error_message(exc)}"
 
 
 class CampaignCounters(BackgroundService):
@@ -120,7 +117,7 @@ class CampaignCounters(BackgroundService):
         self._ttl_s = ttl_days * 86_400 if ttl_days is not None else None
         self._pending: dict[str, Counter[str]] = {}
         self._lock = asyncio.Lock()
-        self._flusher = self.every(flush_interval_s, self._flush_logged)
+        self.every(flush_interval_s, self._flush_logged)
 
     def record(self, campaign_id: str, status: str, error_code: str | None) -> None:
         """Count one request's final outcome (call once, when its final record was written)."""
@@ -198,12 +195,6 @@ class CampaignCounters(BackgroundService):
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
-
-    async def run(self) -> None:
-        """Flush every ``flush_interval_s`` in the caller's task until cancelled (``start``
-        runs this loop in a task of its own); a failed flush is logged and its deltas are
-        retried at the next one."""
-        await self._flusher.run()
 
     async def _flush_logged(self) -> None:
         try:

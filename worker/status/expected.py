@@ -21,9 +21,10 @@ from botocore.exceptions import ClientError
 from worker.aws.errors import CONDITION_FAILED, error_field
 from worker.model.messages import RULES
 from worker.model.rules import TOKEN_PATTERN
+from worker.status.model import KeyFamily
 
 # RequestId may only hold [A-Za-z0-9_.:-], never '#': a counter key never meets a request's.
-KEY_PREFIX = "campaign#"
+KEY_PREFIX = KeyFamily.CAMPAIGN.value
 RECORD_TYPE = "campaign-counters"
 RUN_PREFIX = "ExpectedRun#"
 _DIGEST_MOD = 1 << 128

@@ -46,10 +46,6 @@ class Status(enum.StrEnum):
 TERMINAL: frozenset[Status] = frozenset({Status.SENT, Status.FAILED, Status.EXPIRED})
 #: The one ``ErrorCode`` whose ``FAILED`` a later delivery re-opens (see :func:`is_replayable`).
 RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
-#: Statuses from which a new claim may start (besides a new request, and SENDING whose lease
-#: has passed).
-CLAIMABLE: frozenset[Status] = frozenset({Status.RETRYING})
-
 #: Which status may follow which (``None``: no record yet). SENDING may follow SENDING when the
 #: earlier claim's lease has passed (the store's condition checks the lease).
 TRANSITIONS: dict[Status | None, frozenset[Status]] = {
@@ -114,10 +110,6 @@ class KeyFamily(enum.StrEnum):
     CAMPAIGN = "campaign#"  # a campaign's counters and expected count
 
 
-def is_reserved_key(request_id: str) -> bool:
-    return any(request_id.startswith(prefix) for prefix in KeyFamily)
-
-
 # -- the record's types ---------------------------------------------------------------------
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -147,6 +139,10 @@ class Claim:
     lease_until_ms: int
     record: dict[str, Any] = field(default_factory=dict)  # as the claim left it (raw)
     reopened: bool = False  # this claim re-opened a FAILED/RETRIES_EXHAUSTED record (a replay)
+
+    def attempts_after(self, calls: int) -> int:
+        """The record's ``Attempts`` once ``calls`` calls were made under this claim."""
+        return self.attempts + max(0, calls - 1)
 
 
 @dataclass(frozen=True, slots=True)
