@@ -15,7 +15,7 @@ from worker.devstack.stack import free_port
 from worker.health import DependencyHealth
 from worker.masking import mask_identity
 from worker.observe.exposition import identity_label
-from worker.observe.queues import QueueSampler
+from worker.observe.queues import SAMPLED_ATTRIBUTES, QueueSampler
 from worker.queue.consumer import RECEIVE_ATTRIBUTES
 from worker.queue.message import QueueMessage
 
@@ -93,7 +93,7 @@ async def test_the_oldest_held_message_and_the_dead_letter_queue(aws: Aws, env: 
     raw = await aws.sqs.receive_message(
         QueueUrl=env.queue_url,
         MaxNumberOfMessages=2,
-        MessageSystemAttributeNames=RECEIVE_ATTRIBUTES,
+        MessageSystemAttributeNames=[*RECEIVE_ATTRIBUTES, *SAMPLED_ATTRIBUTES],
     )
     held = [QueueMessage.from_sqs(m) for m in raw["Messages"]]
     assert all(m.sent_timestamp for m in held)

@@ -7,8 +7,8 @@ import json
 import time
 
 from worker.logs import get_logger
-from worker.masking import mask_identity
 from worker.metrics import Metrics
+from worker.observe.exposition import identity_labels
 from worker.sending.cooldown import Cooldown
 from worker.sending.limiter import Limiter
 
@@ -26,11 +26,12 @@ class ProgressLine:
         now, sent = time.monotonic(), self._metrics.sent
         last_sent, last_t = self._last
         rates = self._limiter.most_recent(RATES_SHOWN) if self._limiter is not None else []
+        labels = identity_labels(k for k, _ in rates)  # distinct even when two masks collide
         log.info(
             "progress",
             sends_per_s=round((sent - last_sent) / max(now - last_t, 1e-9), 2),
             cooldown=self._cooldown.reason,
-            identity_rates=json.dumps({mask_identity(k): round(r.rate_mps, 2) for k, r in rates}),
+            identity_rates=json.dumps({labels[k]: round(r.rate_mps, 2) for k, r in rates}),
             **self._metrics.snapshot(),
         )
         self._last = (sent, now)

@@ -32,6 +32,8 @@ from worker.queue.message import QueueMessage
 log = get_logger(__name__)
 
 QUEUE_SAMPLE_INTERVAL_S = 15.0
+#: What the consumer asks each ReceiveMessage for, only while the sampler runs.
+SAMPLED_ATTRIBUTES = ("SentTimestamp",)
 #: GetQueueAttributes name -> the ``state`` label of ``sms_worker_queue_messages``
 DEPTH_ATTRIBUTES = {
     "ApproximateNumberOfMessages": "visible",

@@ -31,14 +31,12 @@ from worker.ops.common import (
     fail,
     require_table,
     run_command,
+    say,
 )
 from worker.ops.dlq_queue import DeadLetter, DeadLetters, fetch_records, find_dlq
-from worker.status.model import is_replayable, parse_status
+from worker.status.model import is_duplicate
 
 QUEUE_ENV = "SMS_WORKER_QUEUE_URL"
-#: A record in one of these states is sent by a worker when its message comes back (no record,
-#: not final, or out of receives); any other is a duplicate the worker would only delete.
-_NOT_FINAL = {"SENDING", "RETRYING"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -124,10 +122,7 @@ def describe(letter: DeadLetter) -> dict[str, Any]:
 def would_send(letter: DeadLetter) -> bool:
     """Would a worker send this request if its message came back?"""
     record = letter.record
-    if record is None:
-        return True
-    status = parse_status(record.get("Status"))
-    return status in _NOT_FINAL or is_replayable(status, record.get("ErrorCode"))
+    return record is None or not is_duplicate(record.get("Status"), record.get("ErrorCode"))
 
 
 def why_skipped(letter: DeadLetter, args: argparse.Namespace) -> str | None:
@@ -210,7 +205,7 @@ async def _replay_batch(
     counts.moved += moved
     counts.failed += len(failures)
     for request_id, error in failures:
-        print(f"sms-worker: {mask_text(f'{request_id}: {error}')}", file=sys.stderr)
+        say(f"{request_id}: {error}")
 
 
 def handle(args: argparse.Namespace) -> int:

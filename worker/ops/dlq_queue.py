@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from worker.backoff import compute_backoff_s
 from worker.ops.common import OpsError
 from worker.status.codec import decode_item
 
@@ -104,7 +105,7 @@ async def fetch_records(ddb: Any, table: str, letters: list[DeadLetter]) -> None
             records[item["RequestId"]] = item
         keys = response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
         if keys:
-            await asyncio.sleep(0.1 * 2**attempt)
+            await asyncio.sleep(compute_backoff_s(attempt + 1, 0.1, 2.0))
     if keys:
         raise OpsError(f"DynamoDB did not return {len(keys)} record(s) of {table!r}: try again")
     for letter in letters:

@@ -31,7 +31,7 @@ LINGER_STEP_S = 0.025
 PROBE_INTERVAL_S = 5.0
 PAUSE_WHILE_FAILING = (DYNAMODB, SMS)
 # SentTimestamp: the age of the oldest message held, sampled by worker.observe.queues.
-RECEIVE_ATTRIBUTES = ["ApproximateReceiveCount", "SentTimestamp"]
+RECEIVE_ATTRIBUTES = ["ApproximateReceiveCount"]
 
 
 class Consumer:

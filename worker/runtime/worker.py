@@ -25,7 +25,7 @@ from worker.logs import get_logger
 from worker.metrics import Metrics
 from worker.observe.http import Observed, ObserveServer
 from worker.observe.progress import ProgressLine
-from worker.observe.queues import QueueSampler
+from worker.observe.queues import SAMPLED_ATTRIBUTES, QueueSampler
 from worker.observe.trace_switch import Tracing
 from worker.queue import redrive
 from worker.queue.acks import AckBatcher
@@ -168,7 +168,8 @@ class Worker:
                 metrics=self.metrics,
                 busy=lambda: len(self._tasks) > 0,
                 batch_linger_s=s.receive_linger_ms / 1000,
-                system_attributes=tracing.system_attributes,
+                system_attributes=tracing.system_attributes
+                + (SAMPLED_ATTRIBUTES if s.metrics_port else ()),
                 message_attributes=tracing.message_attributes,
             )
             hosted.pollers = {

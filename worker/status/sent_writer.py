@@ -72,7 +72,7 @@ class SentWriter(LingerBatcher[_Pending]):
             "RequestId": encode_value(claim.request_id),
             "Status": encode_value(Status.SENT),
             "MessageId": encode_value(message_id),
-            "Attempts": encode_value(claim.attempts + max(0, calls - 1)),
+            "Attempts": encode_value(claim.attempts_after(calls)),
             "SentAt": encode_value(now),
             "UpdatedAt": encode_value(now),
             "SqsMessageId": encode_value(info.sqs_message_id),

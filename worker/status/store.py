@@ -120,7 +120,7 @@ class StatusStore:
         sets += ["#Status = :status", "Attempts = :attempts"]
         values |= {
             ":status": outcome.status,
-            ":attempts": claim.attempts + max(0, calls - 1),
+            ":attempts": claim.attempts_after(calls),
             ":token": claim.token,
             ":sending": Status.SENDING,
         }

@@ -222,11 +222,6 @@ def store_failed(ctx: Context, visibility_timeout_s: int, claim: Claim | None) -
     return HandBack(min(delay_s, max(vis, 1)), "store_unavailable")
 
 
-def attempt_number(claim: Claim, calls: int) -> int:
-    """The record's ``Attempts`` after ``calls`` calls under ``claim``."""
-    return claim.attempts + max(0, calls - 1)
-
-
 def record_fields(
     parsed: ParsedRequest | InvalidRequest, sqs_message_id: str, receive_count: int
 ) -> RecordFields:

@@ -51,7 +51,7 @@ class DecisionExecutor(Holding):
             stopping=self._stopping.is_set(),
             sms_outage=self._health.failing(SMS),
             cooldown_s=cooldown.duration_s,
-            cooldown_remaining_s=cooldown.remaining_s if cooldown.active else 0.0,
+            cooldown_remaining_s=cooldown.remaining_s,
             redelivery_base_delay_s=self._s.redelivery_base_delay_s,
             redelivery_max_delay_s=self._s.redelivery_max_delay_s,
         )
@@ -67,7 +67,7 @@ class DecisionExecutor(Holding):
         """Write what ``step`` says, tell the listeners, acknowledge (a hand-back is returned
         to the caller: on the last receive it keeps the message)."""
         calls = result.calls if result is not None else max(1, held.progress.calls)
-        keys: dict[str, Any] = {} if claim is None else {"attempt": d.attempt_number(claim, calls)}
+        keys: dict[str, Any] = {} if claim is None else {"attempt": claim.attempts_after(calls)}
         reopened = False  # the claim's re-opening was told with Kind.CLAIMED
         if step.cooldown is not None:
             self._cooldown.trigger(step.cooldown)
@@ -133,8 +133,7 @@ class DecisionExecutor(Holding):
                 await asyncio.sleep(compute_backoff_s(tries, 0.1, 5.0))
 
     def _store_failed(self, held: HeldMessage, exc: Exception, op: str) -> HandBack:
-        claim = held.claim if op != "claim" else None
-        back = d.store_failed(self._context(held), self._s.visibility_timeout_s, claim)
+        back = d.store_failed(self._context(held), self._s.visibility_timeout_s, held.claim)
         self._emit(d.Kind.STORE_UNAVAILABLE, held, op=op, error=describe(exc),
                    visible_in_s=back.delay_s)  # fmt: skip
         return back
@@ -164,7 +163,7 @@ class DecisionExecutor(Holding):
         if progress.in_call:
             # The provider may have accepted it: keep the claim (its lease stops other
             # workers) and hand the message back for when the lease has passed.
-            log.warning("abandoned_in_call", attempt=d.attempt_number(claim, progress.calls))
+            log.warning("abandoned_in_call", attempt=claim.attempts_after(progress.calls))
             lease_left_s = (claim.lease_until_ms - time.time() * 1000) / 1000
             return self.hand_back(held, max(1, math.ceil(lease_left_s) + 1), "abandoned_in_call")
         error = progress.last_error or SendError(

@@ -68,7 +68,8 @@ class SendHandler(DecisionExecutor):
         parsed = parse_request(msg.body, sqs_message_id=msg.message_id)
         held.fields = d.record_fields(parsed, msg.message_id, msg.receive_count)
         structlog.contextvars.bind_contextvars(request_id=held.fields.request_id)
-        step = d.decide(self._context(held), parsed)
+        ctx = self._context(held)
+        step = d.decide(ctx, parsed)
         if isinstance(step, d.Decision):
             return await self.shielded(held, self._carry_out(held, step))
         assert not isinstance(parsed, InvalidRequest)
@@ -76,7 +77,7 @@ class SendHandler(DecisionExecutor):
         structlog.contextvars.bind_contextvars(identity=mask_identity(identity))
         wait_s = self._limiter.next_wait_s(identity)
         max_wait_s = self._s.max_token_wait_s
-        gate = d.before_claim(self._context(held), wait_s, max_wait_s, random.random())
+        gate = d.before_claim(ctx, wait_s, max_wait_s, random.random())  # nothing awaited since
         if gate is None:
             await self._limiter.reserve(identity)
             gate = d.before_claim(self._context(held), 0.0, max_wait_s, 0.0)
