@@ -59,6 +59,9 @@ class Observed:
             reasons.append("shutting_down")
         if self.cooldown.active:
             reasons.append(f"cooldown:{self.cooldown.reason}")
+        sharing = self.limiter.sharing()
+        if sharing is not None and sharing.fallback_keys:
+            reasons.append(f"rate_sharing_fallback:keys={sharing.fallback_keys}")
         return reasons + self.health.unready(self.dependency_unready_s)
 
 
