@@ -25,6 +25,7 @@ class SimWorker:
     demand_mps: float | None = None  # None: always has work waiting
     view: sh.ShareItem = field(default_factory=sh.ShareItem)
     rate_mps: float = 0.0
+    wanted_mps: float = 0.0
     next_renew_ms: int = 0
     pending: tuple[int, sh.Plan] | None = None
     tat_ms: float = 0.0
@@ -62,13 +63,13 @@ def simulate(
                 else:
                     w.view = item
                     w.rate_mps = p.grant_mps
-                    hungry = p.lease.grant_mmps < p.lease.want_mmps * 0.99
-                    w.next_renew_ms = t + int((sh.RENEW_MIN_S if hungry else p.renew_s) * 1000)
+                    w.next_renew_ms = t + int((sh.RENEW_MIN_S if p.hungry else p.renew_s) * 1000)
             if w.pending is None and t >= w.next_renew_ms:
                 elapsed_s = max(0.001, (t - w.last_renew_ms) / 1000)
-                want = sh.want_mps(w.sent_since_renew / elapsed_s, w.waited, quota)
+                want = sh.want_mps(w.sent_since_renew / elapsed_s, w.waited, quota, w.wanted_mps)
                 if t == w.join_ms:
                     want = quota if w.demand_mps is None else w.demand_mps
+                w.wanted_mps = want
                 p = sh.plan(w.view, w.name, want, quota, now_ms)
                 w.rate_mps = min(w.rate_mps, p.grant_mps)  # a decrease applies before its write
                 w.pending = (t + rng.randint(5, 150), p)
@@ -148,7 +149,7 @@ def test_an_idle_worker_holds_no_quota_a_busy_one_needs() -> None:
 def test_a_killed_workers_share_comes_back_within_a_lease_and_a_renewal() -> None:
     killed_at = 10_000
     workers = [SimWorker("a", 0, 0), SimWorker("b", 0, 0), SimWorker("c", 250, 0, killed_at)]
-    _, done = simulate(workers, 20.0, 40_000, seed=3)
+    _, done = simulate(workers, 20.0, 60_000, seed=3)
     period = sh.renew_s(3, 20.0)
     back_by = killed_at + int((sh.lease_s(period) + 2 * period + 1) * 1000)
     after = [t for w in done[:2] for t in w.sends if back_by <= t < back_by + 5000]

@@ -50,8 +50,9 @@ RENEW_TIMEOUT_S = 2.0
 IDLE_S = 60.0
 #: The share items expire (DynamoDB TTL) this long after their last write.
 ITEM_TTL_S = 86_400
-#: The smallest grant paced by the bucket; below it, sends wait for a renewal.
-MIN_GRANT_MPS = 0.01
+#: The smallest grant paced by the bucket (the leases' resolution); below it, sends wait for
+#: a renewal.
+MIN_GRANT_MPS = 1 / sh.MILLI
 
 
 def share_key(key: str) -> str:
@@ -218,6 +219,7 @@ class _Share:
         self.grant_mps = 0.0
         self.view: sh.ShareItem | None = None
         self.lease: sh.Lease | None = None  # as last written
+        self.wanted_mps = quota_mps  # what the last lease asked for
         self.live_workers = 1
         self.next_renew = now  # monotonic
         self.renewing = False
@@ -238,8 +240,8 @@ class _Share:
         return self.quota_mps
 
     def next_wait_s(self, tokens: int = 1) -> float:
-        if self.grant_mps < MIN_GRANT_MPS:
-            return max(sh.RENEW_MIN_S, self.next_renew - time.monotonic())
+        if self.grant_mps < MIN_GRANT_MPS:  # no grant yet: until the next renewal
+            return max(TICK_S, self.next_renew - time.monotonic())
         return self.bucket.next_wait_s(tokens)
 
     def set_grant(self, grant_mps: float) -> None:
@@ -389,7 +391,9 @@ class SharedLimiter(BackgroundService):
     async def _renew_once(self, key: str, share: _Share) -> None:
         now = time.monotonic()
         elapsed_s = max(1e-3, now - share.last_renew)
-        want = sh.want_mps(share.used_tokens / elapsed_s, share.waited, share.quota_mps)
+        want = sh.want_mps(
+            share.used_tokens / elapsed_s, share.waited, share.quota_mps, share.wanted_mps
+        )
         if share.view is None:
             share.view = await self._table.ensure(key)
             want = share.quota_mps  # first use: demand unknown, ask for an equal part
@@ -403,11 +407,11 @@ class SharedLimiter(BackgroundService):
                 share.view = await self._table.read(key)
                 continue
             share.lease = p.lease
+            share.wanted_mps = want
             share.live_workers = p.live_workers
             share.set_grant(p.grant_mps)
             share.used_tokens, share.waited, share.last_renew = 0, False, now
-            hungry = p.lease.grant_mmps < p.lease.want_mmps * 0.99
-            share.next_renew = now + (sh.RENEW_MIN_S if hungry else p.renew_s)
+            share.next_renew = now + (sh.RENEW_MIN_S if p.hungry else p.renew_s)
             if share.fallback:
                 share.fallback = False
                 log.info("rate_sharing_recovered", key=_masked(key), share_mps=p.grant_mps)

@@ -20,12 +20,16 @@ The rules (see docs/throughput.md, "Sharing one quota"):
   skew); a worker that sees a lease past its ``until`` (on its own wall clock) reclaims it in
   its next write, conditional on that lease being unchanged, so a killed worker's share comes
   back within one lease plus one renewal. A live worker's lease never looks expired to a
-  worker whose clock is up to ``2 * MAX_SKEW_S`` ahead, and the owner stops using its grant
-  ``MAX_SKEW_S`` before its own ``until`` if it could not renew.
-- **Demand**: each lease carries what the worker wants (its recent rate, or the whole quota
-  while its sends wait for tokens); grants are the max-min fair division of the shared rate
-  among the live wants (:func:`fair_shares`), so an idle worker holds nothing a busy one
-  needs, and unwanted quota is free for whoever asks first.
+  worker whose clock is up to ``2 * MAX_SKEW_S`` ahead. Rates are paced on each worker's
+  monotonic clock, so the skew moves no send: it only shifts when a lease looks expired.
+- **Fallback**: a worker whose renewal fails paces at :func:`fallback_mps` (the quota over
+  the workers it last saw) until one succeeds; as every send also needs a DynamoDB claim,
+  a worker cut off from the table sends nothing new, so the fallback matters when the
+  table is slow for everyone, and then the fallback shares add up to the quota.
+- **Demand**: each lease carries what the worker wants (its recent rate with head room, or
+  twice what it asked before while its sends wait for tokens); grants are the max-min fair
+  division of the shared rate among the live wants (:func:`fair_shares`), so an idle
+  worker holds nothing a busy one needs, and unwanted quota is free for whoever asks first.
 - **Throttles**: a throttled worker lowers the shared rate (x0.7, once per window) in the item;
   the rate climbs back linearly to the quota over ``RECOVERY_S``, computed by every worker
   from ``(Rate, RateAt)``, so the decrease and the recovery are the same for all.
@@ -43,7 +47,7 @@ MAX_SKEW_S = 0.5
 #: stay near this many per message the key's quota allows.
 RENEW_MIN_S = 1.0
 RENEW_MAX_S = 10.0
-CALLS_PER_MESSAGE_TARGET = 0.04
+CALLS_PER_MESSAGE_TARGET = 0.025
 #: Shared AIMD, the same constants as the local limiter's (worker.sending.ratelimit).
 DECREASE_FACTOR = 0.7
 MIN_FRACTION = 0.05
@@ -118,11 +122,13 @@ def lease_s(renew_period_s: float) -> float:
     return 2 * renew_period_s + 2 * MAX_SKEW_S
 
 
-def want_mps(used_mps: float, waited: bool, ceiling_mps: float) -> float:
-    """What a worker asks for: the whole quota while its sends wait for tokens (it could use
-    more), else its recent rate with head room."""
+def want_mps(used_mps: float, waited: bool, ceiling_mps: float, wanted_mps: float) -> float:
+    """What a worker asks for: while its sends wait for tokens it could use more, so twice
+    what it asked before (or its use), doubling each renewal up to the quota; else its recent
+    rate with head room (so an idle worker asks for nothing)."""
     if waited:
-        return ceiling_mps
+        floor = ceiling_mps * MIN_FRACTION
+        return min(ceiling_mps, max(2 * wanted_mps, 2 * used_mps, floor))
     return min(ceiling_mps, used_mps * WANT_HEADROOM)
 
 
@@ -144,10 +150,16 @@ class Plan:
     limit_mmps: int | None  # grows: Granted must be <= this before the write
     live_workers: int
     renew_s: float
+    fair_mmps: int  # the fair share it aims at (the grant waits for free quota to reach it)
 
     @property
     def grant_mps(self) -> float:
         return self.lease.grant_mmps / MILLI
+
+    @property
+    def hungry(self) -> bool:
+        """Below its fair share, for want of free quota: renew soon (others shrink at theirs)."""
+        return self.lease.grant_mmps < self.fair_mmps * 0.99
 
 
 def plan(
@@ -183,7 +195,7 @@ def plan(
     n_live = len(others) + 1
     period = renew_s(n_live, ceiling_mps)
     lease = Lease(target, to_milli(want), now_ms + int(lease_s(period) * 1000))
-    return Plan(me, lease, delta, previous, reclaim, limit, n_live, period)
+    return Plan(me, lease, delta, previous, reclaim, limit, n_live, period, to_milli(fair))
 
 
 class Refused(Exception):
