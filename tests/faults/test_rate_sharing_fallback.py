@@ -89,10 +89,10 @@ async def test_two_limiters_split_the_quota_and_fall_back_while_the_table_is_awa
         health = DependencyHealth()
         ready, stopping = asyncio.Event(), asyncio.Event()
         ready.set()
-        observed = Observed(Metrics(), a, Cooldown(1.0), ready, stopping, health)
+        observed = Observed(Metrics(), a, Cooldown(1.0), ready, stopping, health, 0.5)
 
         async def fell_back() -> bool:
-            return all(x.sharing().fallback_keys == 1 for x in limiters)
+            return all(x.sharing().fallback_keys(0.5) == 1 for x in limiters)
 
         await wait_for(fell_back, timeout_s=10, interval_s=0.2)
         assert shares() == [QUOTA / 2, QUOTA / 2]  # never above the quota together
@@ -103,7 +103,7 @@ async def test_two_limiters_split_the_quota_and_fall_back_while_the_table_is_awa
 
         # it answers again: back to leases, ready again
         async def recovered() -> bool:
-            return all(x.sharing().fallback_keys == 0 for x in limiters)
+            return all(x.sharing().fallback_keys() == 0 for x in limiters)
 
         await wait_for(recovered, timeout_s=20, interval_s=0.2)
         assert observed.unready_reasons() == []

@@ -39,7 +39,11 @@ class KeyShare:
     share_mps: float  # what this worker may send at now
     shared_rate_mps: float  # the fleet's rate after throttles (recovers to the quota)
     live_workers: int  # leases live at the last renewal, this worker's included
-    fallback: bool  # the table could not be reached: a conservative local share
+    fallback_s: float  # how long the key has been on the fallback share (0: it is not)
+
+    @property
+    def fallback(self) -> bool:
+        return self.fallback_s > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +55,9 @@ class SharingView:
     refused_total: int  # of those, refused by their condition (then read and made again)
     keys: tuple[KeyShare, ...]
 
-    @property
-    def fallback_keys(self) -> int:
-        return sum(share.fallback for share in self.keys)
+    def fallback_keys(self, longer_than_s: float = 0.0) -> int:
+        """Keys on the fallback share for longer than ``longer_than_s``."""
+        return sum(share.fallback and share.fallback_s > longer_than_s for share in self.keys)
 
 
 class Limiter(Protocol):

@@ -223,7 +223,7 @@ class _Share:
         self.live_workers = 1
         self.next_renew = now  # monotonic
         self.renewing = False
-        self.fallback = False
+        self.fallback_since: float | None = None  # monotonic; None: not on the fallback
         self.used_tokens = 0
         self.waited = False
         self.last_renew = now
@@ -346,7 +346,7 @@ class SharedLimiter(BackgroundService):
         return ranked[: max(0, limit)]
 
     def sharing(self) -> SharingView:
-        now_ms = self._now_ms()
+        now_ms, now = self._now_ms(), time.monotonic()
         keys = tuple(
             KeyShare(
                 key=key,
@@ -356,7 +356,9 @@ class SharedLimiter(BackgroundService):
                 if share.view is not None
                 else share.quota_mps,
                 live_workers=share.live_workers,
-                fallback=share.fallback,
+                fallback_s=max(1e-3, now - share.fallback_since)
+                if share.fallback_since is not None
+                else 0.0,
             )
             for key, share in self._shares.items()
         )
@@ -412,8 +414,8 @@ class SharedLimiter(BackgroundService):
             share.set_grant(p.grant_mps)
             share.used_tokens, share.waited, share.last_renew = 0, False, now
             share.next_renew = now + (sh.RENEW_MIN_S if p.hungry else p.renew_s)
-            if share.fallback:
-                share.fallback = False
+            if share.fallback_since is not None:
+                share.fallback_since = None
                 log.info("rate_sharing_recovered", key=_masked(key), share_mps=p.grant_mps)
             if self._health is not None:
                 self._health.ok(DYNAMODB)
@@ -427,8 +429,8 @@ class SharedLimiter(BackgroundService):
         share.next_renew = time.monotonic() + sh.RENEW_MIN_S
         local = sh.fallback_mps(share.quota_mps, share.live_workers)
         share.set_grant(local)
-        if not share.fallback:
-            share.fallback = True
+        if share.fallback_since is None:
+            share.fallback_since = time.monotonic()
             log.warning(
                 "rate_sharing_fallback",
                 key=_masked(key),
@@ -465,6 +467,12 @@ class SharedLimiter(BackgroundService):
             with suppress(TimeoutError):  # what is not released expires by itself
                 async with asyncio.timeout(RENEW_TIMEOUT_S):
                     await asyncio.gather(*(self._release(key, x) for key, x in leases))
+        log.info(
+            "rate_sharing_finished",
+            writes=self._table.writes,
+            refused=self._table.refused,
+            released=len(leases),
+        )
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> bool:
