@@ -63,6 +63,11 @@ def simulate(
                 else:
                     w.view = item
                     w.rate_mps = p.grant_mps
+                    follow = sh.correction(p, item, w.wanted_mps, quota, now_ms)
+                    if follow is not None:  # the executor writes the shrink at once
+                        w.rate_mps = follow.grant_mps
+                        w.pending = (t + rng.randint(5, 150), follow)
+                        continue
                     w.next_renew_ms = t + int((sh.RENEW_MIN_S if p.hungry else p.renew_s) * 1000)
             if w.pending is None and t >= w.next_renew_ms:
                 elapsed_s = max(0.001, (t - w.last_renew_ms) / 1000)

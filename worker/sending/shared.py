@@ -220,6 +220,7 @@ class _Share:
         self.view: sh.ShareItem | None = None
         self.lease: sh.Lease | None = None  # as last written
         self.wanted_mps = quota_mps  # what the last lease asked for
+        self.decrease: tuple[int, int, sh.ShareItem] | None = None  # a throttle's, to write
         self.live_workers = 1
         self.next_renew = now  # monotonic
         self.renewing = False
@@ -311,8 +312,7 @@ class SharedLimiter(BackgroundService):
         while True:
             changed = share.changed
             if share.grant_mps < MIN_GRANT_MPS:
-                share.waited = True
-                share.next_renew = min(share.next_renew, time.monotonic())  # ask now
+                share.waited = True  # no grant yet (or none free): the renewals bring one
                 await _wait(changed, sh.RENEW_MIN_S)
                 continue
             epoch = share.bucket.epoch
@@ -335,8 +335,8 @@ class SharedLimiter(BackgroundService):
         if lowered is None:
             return
         share.view = replace(view, rate_mmps=lowered, rate_at_ms=now_ms)
+        share.decrease = (lowered, now_ms, view)  # written by the next tick
         share.next_renew = time.monotonic()  # the grant follows the lower rate now
-        self.spawn(self._decrease(key, lowered, now_ms, view), name="rate_share_decrease")
 
     def rate_mps(self, key: str) -> float:
         return self._share(key).rate_mps
@@ -368,6 +368,10 @@ class SharedLimiter(BackgroundService):
     def _tick(self) -> None:
         now = time.monotonic()
         for key, share in list(self._shares.items()):
+            if share.decrease is not None:
+                lowered, at_ms, seen = share.decrease
+                share.decrease = None
+                self.spawn(self._decrease(key, lowered, at_ms, seen), name="rate_share_decrease")
             if share.renewing:
                 continue
             if now - share.last_used > IDLE_S:
@@ -399,28 +403,35 @@ class SharedLimiter(BackgroundService):
         if share.view is None:
             share.view = await self._table.ensure(key)
             want = share.quota_mps  # first use: demand unknown, ask for an equal part
-        for _attempt in range(2):
-            p = sh.plan(share.view, self.worker, want, share.quota_mps, self._now_ms())
+        p = sh.plan(share.view, self.worker, want, share.quota_mps, self._now_ms())
+        for _attempt in range(3):
             if p.grant_mps < share.grant_mps:
                 share.set_grant(p.grant_mps)  # a decrease applies before its write
             try:
                 share.view = await self._table.write(key, p)
             except sh.Refused:
                 share.view = await self._table.read(key)
+                p = sh.plan(share.view, self.worker, want, share.quota_mps, self._now_ms())
                 continue
-            share.lease = p.lease
-            share.wanted_mps = want
-            share.live_workers = p.live_workers
-            share.set_grant(p.grant_mps)
-            share.used_tokens, share.waited, share.last_renew = 0, False, now
-            share.next_renew = now + (sh.RENEW_MIN_S if p.hungry else p.renew_s)
-            if share.fallback_since is not None:
-                share.fallback_since = None
-                log.info("rate_sharing_recovered", key=_masked(key), share_mps=p.grant_mps)
-            if self._health is not None:
-                self._health.ok(DYNAMODB)
-            return
-        share.next_renew = now + sh.RENEW_MIN_S  # refused twice: others are busy writing
+            self._renewed(key, share, p, want, now)
+            follow = sh.correction(p, share.view, want, share.quota_mps, self._now_ms())
+            if follow is None:
+                return
+            p = follow  # others joined since the view: shrink now, not a period later
+        share.next_renew = now + sh.RENEW_MIN_S  # refused: others are busy writing
+
+    def _renewed(self, key: str, share: _Share, p: sh.Plan, want: float, now: float) -> None:
+        share.lease = p.lease
+        share.wanted_mps = want
+        share.live_workers = p.live_workers
+        share.set_grant(p.grant_mps)
+        share.used_tokens, share.waited, share.last_renew = 0, False, now
+        share.next_renew = now + (sh.RENEW_MIN_S if p.hungry else p.renew_s)
+        if share.fallback_since is not None:
+            share.fallback_since = None
+            log.info("rate_sharing_recovered", key=_masked(key), share_mps=p.grant_mps)
+        if self._health is not None:
+            self._health.ok(DYNAMODB)
 
     def _fall_back(self, key: str, share: _Share, exc: BaseException) -> None:
         code = describe(exc)

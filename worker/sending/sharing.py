@@ -198,6 +198,16 @@ def plan(
     return Plan(me, lease, delta, previous, reclaim, limit, n_live, period, to_milli(fair))
 
 
+def correction(
+    done: Plan, item: ShareItem, want: float, ceiling_mps: float, now_ms: int
+) -> Plan | None:
+    """The write of ``done`` returned ``item`` (the key as it is now): the next plan, if it
+    shrinks the grant (workers joined or wanted more since the view ``done`` came from), so
+    the shrink is written at once rather than a renewal period later."""
+    follow = plan(item, done.worker, want, ceiling_mps, now_ms)
+    return follow if follow.lease.grant_mmps < done.lease.grant_mmps else None
+
+
 class Refused(Exception):
     """The conditional write was refused: the item changed since the view was taken."""
 
