@@ -26,6 +26,7 @@ class SimWorker:
     view: sh.ShareItem = field(default_factory=sh.ShareItem)
     rate_mps: float = 0.0
     wanted_mps: float = 0.0
+    hungry_streak: int = 0
     next_renew_ms: int = 0
     pending: tuple[int, sh.Plan] | None = None
     tat_ms: float = 0.0
@@ -68,7 +69,8 @@ def simulate(
                         w.rate_mps = follow.grant_mps
                         w.pending = (t + rng.randint(5, 150), follow)
                         continue
-                    w.next_renew_ms = t + int((sh.RENEW_MIN_S if p.hungry else p.renew_s) * 1000)
+                    w.hungry_streak = w.hungry_streak + 1 if p.hungry else 0
+                    w.next_renew_ms = t + int(sh.next_renewal_s(p, w.hungry_streak) * 1000)
             if w.pending is None and t >= w.next_renew_ms:
                 elapsed_s = max(0.001, (t - w.last_renew_ms) / 1000)
                 want = sh.want_mps(w.sent_since_renew / elapsed_s, w.waited, quota, w.wanted_mps)
@@ -145,9 +147,10 @@ def test_busy_fleet_uses_the_quota_and_divides_it_evenly() -> None:
 def test_an_idle_worker_holds_no_quota_a_busy_one_needs() -> None:
     busy = SimWorker("busy", 0, join_ms=0)
     idle = SimWorker("idle", 300, join_ms=0, demand_mps=1.0)
-    item, done = simulate([busy, idle], 20.0, 30_000, seed=2)
+    item, done = simulate([busy, idle], 20.0, 45_000, seed=2)
     assert item.leases["idle"].grant_mmps <= 2 * sh.WANT_HEADROOM * 1000
-    sent = sum(10_000 <= t < 30_000 for t in done[0].sends)
+    # (while its grant is 0 the idle worker's sends wait, so it asks for more at first)
+    sent = sum(25_000 <= t < 45_000 for t in done[0].sends)
     assert sent >= 0.9 * (20 - 2 * sh.WANT_HEADROOM) * 20
 
 

@@ -45,7 +45,7 @@ log = get_logger(__name__)
 #: How often the renewals due are looked for.
 TICK_S = 0.2
 #: A renewal (its read and writes) taking longer than this counts as failed: fallback.
-RENEW_TIMEOUT_S = 2.0
+RENEW_TIMEOUT_S = 3.0
 #: A key unused for this long gives its lease back and is forgotten.
 IDLE_S = 60.0
 #: The share items expire (DynamoDB TTL) this long after their last write.
@@ -220,6 +220,7 @@ class _Share:
         self.view: sh.ShareItem | None = None
         self.lease: sh.Lease | None = None  # as last written
         self.wanted_mps = quota_mps  # what the last lease asked for
+        self.hungry_streak = 0  # renewals in a row below the fair share
         self.decrease: tuple[int, int, sh.ShareItem] | None = None  # a throttle's, to write
         self.live_workers = 1
         self.next_renew = now  # monotonic
@@ -426,7 +427,8 @@ class SharedLimiter(BackgroundService):
         share.live_workers = p.live_workers
         share.set_grant(p.grant_mps)
         share.used_tokens, share.waited, share.last_renew = 0, False, now
-        share.next_renew = now + (sh.RENEW_MIN_S if p.hungry else p.renew_s)
+        share.hungry_streak = share.hungry_streak + 1 if p.hungry else 0
+        share.next_renew = now + sh.next_renewal_s(p, share.hungry_streak)
         if share.fallback_since is not None:
             share.fallback_since = None
             log.info("rate_sharing_recovered", key=_masked(key), share_mps=p.grant_mps)

@@ -117,6 +117,15 @@ def renew_s(live_workers: int, ceiling_mps: float) -> float:
     return min(RENEW_MAX_S, max(RENEW_MIN_S, period))
 
 
+def next_renewal_s(p: Plan, hungry_streak: int) -> float:
+    """When to renew after ``p`` was written: at the period, or, below the fair share for
+    want of free quota (others shrink at their renewals), after 1 s, 2 s, 4 s... as the
+    renewals in a row that found it so grow (``hungry_streak``, counting this one)."""
+    if not p.hungry:
+        return p.renew_s
+    return min(p.renew_s, RENEW_MIN_S * 2.0 ** max(0, hungry_streak - 1))
+
+
 def lease_s(renew_period_s: float) -> float:
     """A lease outlives two renewals and the clock skew on both sides."""
     return 2 * renew_period_s + 2 * MAX_SKEW_S
