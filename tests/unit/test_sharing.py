@@ -26,7 +26,6 @@ class SimWorker:
     view: sh.ShareItem = field(default_factory=sh.ShareItem)
     rate_mps: float = 0.0
     wanted_mps: float = 0.0
-    hungry_streak: int = 0
     next_renew_ms: int = 0
     pending: tuple[int, sh.Plan] | None = None
     tat_ms: float = 0.0
@@ -69,8 +68,7 @@ def simulate(
                         w.rate_mps = follow.grant_mps
                         w.pending = (t + rng.randint(5, 150), follow)
                         continue
-                    w.hungry_streak = w.hungry_streak + 1 if p.hungry else 0
-                    w.next_renew_ms = t + int(sh.next_renewal_s(p, w.hungry_streak) * 1000)
+                    w.next_renew_ms = t + int(p.next_renew_s * 1000)
             if w.pending is None and t >= w.next_renew_ms:
                 elapsed_s = max(0.001, (t - w.last_renew_ms) / 1000)
                 want = sh.want_mps(w.sent_since_renew / elapsed_s, w.waited, quota, w.wanted_mps)

@@ -71,6 +71,7 @@ def _lease_value(lease: sh.Lease) -> dict[str, Any]:
             "G": {"N": str(lease.grant_mmps)},
             "W": {"N": str(lease.want_mmps)},
             "U": {"N": str(lease.until_ms)},
+            "R": {"N": str(lease.renew_at_ms)},
         }
     }
 
@@ -79,7 +80,12 @@ def decode_share(raw: dict[str, Any] | None) -> sh.ShareItem:
     if not raw:
         return sh.ShareItem()
     leases = {
-        worker: sh.Lease(int(v["M"]["G"]["N"]), int(v["M"]["W"]["N"]), int(v["M"]["U"]["N"]))
+        worker: sh.Lease(
+            int(v["M"]["G"]["N"]),
+            int(v["M"]["W"]["N"]),
+            int(v["M"]["U"]["N"]),
+            int(v["M"].get("R", {}).get("N", "0")),
+        )
         for worker, v in raw.get("Leases", {}).get("M", {}).items()
     }
     rate = raw.get("Rate")
@@ -220,7 +226,6 @@ class _Share:
         self.view: sh.ShareItem | None = None
         self.lease: sh.Lease | None = None  # as last written
         self.wanted_mps = quota_mps  # what the last lease asked for
-        self.hungry_streak = 0  # renewals in a row below the fair share
         self.decrease: tuple[int, int, sh.ShareItem] | None = None  # a throttle's, to write
         self.live_workers = 1
         self.next_renew = now  # monotonic
@@ -427,8 +432,7 @@ class SharedLimiter(BackgroundService):
         share.live_workers = p.live_workers
         share.set_grant(p.grant_mps)
         share.used_tokens, share.waited, share.last_renew = 0, False, now
-        share.hungry_streak = share.hungry_streak + 1 if p.hungry else 0
-        share.next_renew = now + sh.next_renewal_s(p, share.hungry_streak)
+        share.next_renew = now + p.next_renew_s
         if share.fallback_since is not None:
             share.fallback_since = None
             log.info("rate_sharing_recovered", key=_masked(key), share_mps=p.grant_mps)

@@ -48,6 +48,8 @@ MAX_SKEW_S = 0.5
 RENEW_MIN_S = 1.0
 RENEW_MAX_S = 10.0
 CALLS_PER_MESSAGE_TARGET = 0.025
+#: A worker below its fair share renews this long after the soonest other renewal.
+RENEW_AFTER_OTHERS_S = 0.3
 #: Shared AIMD, the same constants as the local limiter's (worker.sending.ratelimit).
 DECREASE_FACTOR = 0.7
 MIN_FRACTION = 0.05
@@ -68,6 +70,7 @@ class Lease:
     grant_mmps: int  # what the worker may send at, in milli-messages per second
     want_mmps: int  # what it asked for
     until_ms: int  # wall-clock ms (the owner's clock) after which the lease is void
+    renew_at_ms: int = 0  # when the owner means to renew it (wall-clock ms, its clock)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,15 +120,6 @@ def renew_s(live_workers: int, ceiling_mps: float) -> float:
     return min(RENEW_MAX_S, max(RENEW_MIN_S, period))
 
 
-def next_renewal_s(p: Plan, hungry_streak: int) -> float:
-    """When to renew after ``p`` was written: at the period, or, below the fair share for
-    want of free quota (others shrink at their renewals), after 1 s, 2 s, 4 s... as the
-    renewals in a row that found it so grow (``hungry_streak``, counting this one)."""
-    if not p.hungry:
-        return p.renew_s
-    return min(p.renew_s, RENEW_MIN_S * 2.0 ** max(0, hungry_streak - 1))
-
-
 def lease_s(renew_period_s: float) -> float:
     """A lease outlives two renewals and the clock skew on both sides."""
     return 2 * renew_period_s + 2 * MAX_SKEW_S
@@ -160,15 +154,11 @@ class Plan:
     live_workers: int
     renew_s: float
     fair_mmps: int  # the fair share it aims at (the grant waits for free quota to reach it)
+    next_renew_s: float  # when to renew after this write (the lease's renew_at)
 
     @property
     def grant_mps(self) -> float:
         return self.lease.grant_mmps / MILLI
-
-    @property
-    def hungry(self) -> bool:
-        """Below its fair share, for want of free quota: renew soon (others shrink at theirs)."""
-        return self.lease.grant_mmps < self.fair_mmps * 0.99
 
 
 def plan(
@@ -203,8 +193,16 @@ def plan(
     limit = to_milli(capacity) - delta if grows else None
     n_live = len(others) + 1
     period = renew_s(n_live, ceiling_mps)
-    lease = Lease(target, to_milli(want), now_ms + int(lease_s(period) * 1000))
-    return Plan(me, lease, delta, previous, reclaim, limit, n_live, period, to_milli(fair))
+    next_s = period
+    if target < to_milli(fair) * 0.99:
+        # Below the fair share for want of free quota: the others shrink at their renewals,
+        # so renew just after the soonest of theirs (at least a second from now).
+        soonest = [x.renew_at_ms for x in others.values() if x.renew_at_ms > now_ms]
+        after_s = (min(soonest) - now_ms) / 1000 + RENEW_AFTER_OTHERS_S if soonest else 0.0
+        next_s = min(period, max(RENEW_MIN_S, after_s))
+    until = now_ms + int(lease_s(period) * 1000)
+    lease = Lease(target, to_milli(want), until, now_ms + int(next_s * 1000))
+    return Plan(me, lease, delta, previous, reclaim, limit, n_live, period, to_milli(fair), next_s)
 
 
 def correction(
