@@ -13,13 +13,14 @@ import pytest
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from prometheus_client import generate_latest
-from support import Env, make_settings, wait_for
+from support import Aws, Env, make_settings, wait_for
 
 from worker.devstack.faultproxy import FaultProxy
 from worker.health import DependencyHealth
 from worker.metrics import Metrics
 from worker.observe.exposition import build_registry
 from worker.observe.http import Observed
+from worker.sending import sharing as sh
 from worker.sending.cooldown import Cooldown
 from worker.sending.shared import SharedLimiter, ShareTable
 
@@ -108,3 +109,26 @@ async def test_two_limiters_split_the_quota_and_fall_back_while_the_table_is_awa
         await wait_for(recovered, timeout_s=20, interval_s=0.2)
         assert observed.unready_reasons() == []
         assert a.sharing().writes_total > 0
+
+
+async def test_an_expired_lease_is_reclaimed_once_and_a_stale_grant_is_refused(
+    aws: Aws, env: Env
+) -> None:
+    """The conditions of a renewal on the wire: the first worker to see a lease expired
+    removes it and its grant; another one, from the same (now stale) view, is refused."""
+    table = ShareTable(aws.ddb, env.table)
+    item = await table.ensure(KEY)
+    dead = sh.plan(item, "dead", QUOTA, QUOTA, now_ms=1_000)
+    item = await table.write(KEY, dead)
+    assert item.granted_mmps == sh.to_milli(QUOTA)
+    later = dead.lease.until_ms + 1  # "dead" never renewed
+    first = sh.plan(item, "a", QUOTA, QUOTA, later)
+    assert set(first.reclaim) == {"dead"} and first.grant_mps == QUOTA
+    after = await table.write(KEY, first)
+    assert set(after.leases) == {"a"} and after.granted_mmps == sh.to_milli(QUOTA)
+    second = sh.plan(item, "b", QUOTA, QUOTA, later)  # the same view, before a's write
+    with pytest.raises(sh.Refused):
+        await table.write(KEY, second)
+    assert (await table.read(KEY)).granted_mmps == sh.to_milli(QUOTA)  # never above it
+    await table.release(KEY, "a", first.lease)
+    assert (await table.read(KEY)).granted_mmps == 0
