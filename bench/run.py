@@ -44,6 +44,7 @@ class Scenario:
     workers: int = 1
     backlog: int = 100  # requests kept queued ahead of the contender
     duration_s: float | None = None  # stop after this long instead of at the end
+    rate_sharing: str = "dynamodb"  # SMS_WORKER_RATE_SHARING of the workers
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Row:
     lost: int
     duplicates: int
     servers_cpu_s: dict[str, float]
+    limiter_calls_per_msg: float | None = None  # the workers' rate-share writes per send
 
 
 def request(n: int, identity: str) -> str:
@@ -99,6 +101,7 @@ def worker_env(scenario: Scenario, queue_url: str, table: str) -> dict[str, str]
         "SMS_WORKER_LOG_FORMAT": "json",
         "SMS_WORKER_PROGRESS_INTERVAL_S": "0",
         "SMS_WORKER_METRICS_PORT": "0",
+        "SMS_WORKER_RATE_SHARING": scenario.rate_sharing,
     }
 
 
@@ -117,8 +120,10 @@ async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row
         res = await ensure_resources(sqs, ddb, queue_name=name, table=name, max_receive_count=10)
         env |= worker_env(scenario, res.queue_url, res.table)
         procs = []
+        log_paths = [logs / f"{scenario.name}-{kind}-{i}.log" for i in range(scenario.workers)]
+        offsets = [path.stat().st_size if path.exists() else 0 for path in log_paths]
         for i in range(scenario.workers):
-            log = (logs / f"{scenario.name}-{kind}-{i}.log").open("ab")
+            log = log_paths[i].open("ab")
             stack.callback(log.close)
             proc = await asyncio.create_subprocess_exec(
                 *contender_argv(kind, res.queue_url, res.table),
@@ -148,7 +153,24 @@ async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row
         async with http.get(f"{servers.sandbox_url}/_sandbox/stats") as r:
             stats = await r.json()
         sends = await all_sends(http, servers.sandbox_url)
-    return summarise(scenario, kind, drain_s, stats, sends, cpu_s, rss_mb, servers_cpu)
+    row = summarise(scenario, kind, drain_s, stats, sends, cpu_s, rss_mb, servers_cpu)
+    if kind == "worker" and scenario.rate_sharing == "dynamodb":
+        writes = sum(limiter_writes(path, at) for path, at in zip(log_paths, offsets, strict=True))
+        real = row.requests + row.duplicates
+        row = dataclasses.replace(row, limiter_calls_per_msg=round(writes / max(real, 1), 4))
+    return row
+
+
+def limiter_writes(path: Path, offset: int) -> int:
+    """The rate-share writes a worker made, from its ``rate_sharing_finished`` log event (the
+    part of its log this run wrote, from ``offset``)."""
+    with path.open("rb") as log:
+        log.seek(offset)
+        lines = log.read().decode(errors="replace").splitlines()
+    for line in reversed(lines):
+        if '"rate_sharing_finished"' in line:
+            return int(json.loads(line)["writes"])
+    raise RuntimeError(f"{path}: no rate_sharing_finished event; did the worker stop cleanly?")
 
 
 async def _reap(proc: asyncio.subprocess.Process) -> None:
@@ -283,6 +305,9 @@ def scenarios(quick: bool) -> list[Scenario]:
     return [
         Scenario("quota-bound", n, mps=15.0),
         Scenario("latency-bound", n, mps=None),
+        # Several workers on one identity's 20 MPS: without sharing they converge by
+        # throttling; with it they divide the quota through rate-share leases (x1: the
+        # single-worker reference of CPU per message on the same load).
         Scenario(
             "scale-out",
             n // 2,
@@ -290,6 +315,18 @@ def scenarios(quick: bool) -> list[Scenario]:
             identities=(IDENTITIES[1],),
             contenders=("worker",),
             workers=3,
+            rate_sharing="none",
+        ),
+        *(
+            Scenario(
+                f"scale-out-shared-x{workers}",
+                n,
+                mps=20.0,
+                identities=(IDENTITIES[1],),
+                contenders=("worker",),
+                workers=workers,
+            )
+            for workers in (1, 3, 6)
         ),
         Scenario(
             "backlog-x1",
@@ -313,16 +350,17 @@ def scenarios(quick: bool) -> list[Scenario]:
 def table(rows: list[Row]) -> str:
     head = (
         "| scenario | contender | requests | drain s | sends/s | quota use | throttled "
-        "| CPU ms/msg | peak RSS MB | lost | dup | servers' CPU s |"
+        "| CPU ms/msg | peak RSS MB | lost | dup | limiter calls/msg | servers' CPU s |"
     )
-    lines = [head, "|" + "---|" * 12]
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         util = f"{r.utilisation:.3f}" if r.utilisation is not None else "-"
         servers = ", ".join(f"{k} {v}" for k, v in r.servers_cpu_s.items())
+        calls = f"{r.limiter_calls_per_msg:.3f}" if r.limiter_calls_per_msg is not None else "-"
         lines.append(
             f"| {r.scenario} | {r.contender} | {r.requests} | {r.drain_s} | {r.sends_per_s} "
             f"| {util} | {r.throttled} ({r.throttled_fraction:.1%}) | {r.cpu_ms_per_msg} "
-            f"| {r.peak_rss_mb} | {r.lost} | {r.duplicates} | {servers} |"
+            f"| {r.peak_rss_mb} | {r.lost} | {r.duplicates} | {calls} | {servers} |"
         )
     return "\n".join(lines)
 

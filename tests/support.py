@@ -178,6 +178,9 @@ async def enqueue(sqs: Any, queue_url: str, bodies: list[Any]) -> list[str]:
 
 async def table_items(ddb: Any, table: str) -> dict[str, dict[str, Any]]:
     from worker.status.codec import decode_item
+    from worker.status.model import KeyFamily
+
+    families = tuple(family.value for family in KeyFamily)
 
     items: dict[str, dict[str, Any]] = {}
     kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
@@ -185,7 +188,7 @@ async def table_items(ddb: Any, table: str) -> dict[str, dict[str, Any]]:
         page = await ddb.scan(**kwargs)
         for raw in page.get("Items", []):
             item = decode_item(raw)
-            if not item["RequestId"].startswith("campaign#"):  # campaign counters
+            if not item["RequestId"].startswith(families):  # counters, rate shares
                 items[item["RequestId"]] = item
         if "LastEvaluatedKey" not in page:
             return items

@@ -89,6 +89,15 @@ class Settings(BaseSettings):
             "'default' applies to identities not listed."
         ),
     )
+    rate_sharing: Literal["dynamodb", "none"] = Field(
+        "dynamodb",
+        description=(
+            "How workers on one table share each identity's quota: dynamodb (rate-share "
+            "leases in the status table: the fleet together keeps to SMS_WORKER_RATE_LIMITS, "
+            "however many workers run) or none (each worker paces itself at the whole quota "
+            "and several converge by throttling)."
+        ),
+    )
     rate_burst_s: float = Field(
         0.1, gt=0, le=10, description="Token bucket depth, in seconds of the identity's rate."
     )

@@ -237,7 +237,7 @@ async def test_throttling_is_retried_and_slows_the_identity(
     with capture_logs() as logs:
         async with running_worker(settings) as worker:
             items = await settled(aws, env, {f"req-{i}" for i in range(n)})
-            rate_after = worker.limiter.bucket("+18005550100").rate_mps
+            rate_after = worker.limiter.rate_mps("+18005550100")
     assert all(i["Status"] == "SENT" for i in items.values())
     assert sorted(await sandbox.sends_by_destination()) == sorted(
         request(i)["DestinationPhoneNumber"] for i in range(n)

@@ -248,7 +248,8 @@ async def _calls_at_least(sandbox: Sandbox, n: int) -> bool:
 async def test_three_workers_share_one_quota_without_loss_or_duplicates(
     aws: Aws, env: Env, sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    """Each worker is configured with the whole quota; throttling teaches them to share it."""
+    """Each worker is configured with the whole quota and, with rate sharing off, throttling
+    teaches them to share it (sharing on: tests/e2e/test_rate_sharing.py)."""
     quota = 6.0
     await sandbox.configure(default_mps=quota, burst_s=0.5, latency_ms=20)
     n = 72
@@ -260,6 +261,7 @@ async def test_three_workers_share_one_quota_without_loss_or_duplicates(
         lease_s=30,
         visibility_timeout_s=60,
         max_token_wait_s=20,
+        rate_sharing="none",
     )
     workers = [spawn_worker(settings, tmp_path / f"w{k}.log") for k in range(3)]
     try:

@@ -344,3 +344,21 @@ def test_snapshot_names_the_most_recent_and_aggregates_the_rest() -> None:
     clock.now += 0.01
     limiter.bucket("pool-a")
     assert limiter.snapshot(1).recent[0][0] == "pool-a"  # configured ones rank by use too
+
+
+def test_a_reservation_of_n_tokens_moves_the_schedule_by_n_slots() -> None:
+    clock = Clock()
+    bucket = IdentityBucket(10.0, burst_s=0.1, clock=clock)
+    assert bucket.reserve(tokens=3) == 0.0  # the first slot is now
+    assert bucket.reserve() == pytest.approx(0.3)  # the next one after the three
+
+
+def test_a_new_ceiling_voids_the_slots_handed_out_at_the_old_rate() -> None:
+    clock = Clock()
+    bucket = IdentityBucket(1.0, burst_s=0.1, clock=clock)
+    bucket.reserve()
+    assert bucket.reserve() == pytest.approx(1.0)
+    epoch = bucket.epoch
+    bucket.set_ceiling(10.0)  # a shared limiter's grant grew
+    assert bucket.epoch != epoch and bucket.ceiling_mps == bucket.rate_mps == 10.0
+    assert bucket.reserve() == pytest.approx(0.1)

@@ -25,8 +25,10 @@ from worker.devstack.stack import LocalStack
 from worker.resources import ensure_resources
 from worker.status.codec import decode_item
 from worker.status.counters import read_campaign
-from worker.status.expected import KEY_PREFIX
+from worker.status.model import KeyFamily
 
+#: RequestId prefixes of the table's items that are not requests (counters, rate shares).
+FAMILIES = tuple(family.value for family in KeyFamily)
 TOTAL = 1_000
 CAMPAIGN = "demo-campaign"
 FAST, SLOW = "pool-demo", "+18005550100"  # identities: a pool and a toll-free number
@@ -207,8 +209,8 @@ async def summary(ddb: Any, table: str, stack: LocalStack, elapsed: float, code:
     while True:
         page = await ddb.scan(**kwargs)
         items += [decode_item(i) for i in page["Items"]]
-        # The campaign's counter item lives in the same table (RequestId "campaign#...").
-        items = [i for i in items if not str(i["RequestId"]).startswith(KEY_PREFIX)]
+        # Campaign counters and rate shares live in the same table (their KeyFamily prefix).
+        items = [i for i in items if not str(i["RequestId"]).startswith(FAMILIES)]
         if "LastEvaluatedKey" not in page:
             break
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

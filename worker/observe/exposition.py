@@ -126,6 +126,7 @@ class WorkerCollector(Collector):
         yield from self._outcomes()
         yield from self._dependencies()
         yield from self._state()
+        yield from self._sharing()
         yield from self._queues()
         yield self._latency()
 
@@ -203,6 +204,60 @@ class WorkerCollector(Collector):
         for label, bucket in sorted((labels[i], b) for i, b in recent):
             rates.add_metric([label], round(bucket.rate_mps, 3))
         yield rates
+
+    def _sharing(self) -> Iterator[Metric]:
+        view = self._o.limiter.sharing()
+        if view is None:
+            return  # SMS_WORKER_RATE_SHARING=none: each worker has the whole quota
+        families = {
+            "quota": GaugeMetricFamily(
+                "sms_worker_rate_quota_mps",
+                "Configured quota per rate-limit key (SMS_WORKER_RATE_LIMITS): the whole fleet's.",
+                labels=["identity"],
+            ),
+            "share": GaugeMetricFamily(
+                "sms_worker_rate_share_mps",
+                "This worker's share of the key's quota now (its lease's grant, or the "
+                "fallback share).",
+                labels=["identity"],
+            ),
+            "shared": GaugeMetricFamily(
+                "sms_worker_rate_shared_mps",
+                "The fleet's rate for the key after throttles (recovers to the quota).",
+                labels=["identity"],
+            ),
+            "workers": GaugeMetricFamily(
+                "sms_worker_rate_share_workers",
+                "Workers holding a live lease on the key at this worker's last renewal.",
+                labels=["identity"],
+            ),
+            "fallback": GaugeMetricFamily(
+                "sms_worker_rate_sharing_fallback",
+                "1 while the key is paced at the fallback share (the table not answering).",
+                labels=["identity"],
+            ),
+        }
+        shares = sorted(view.keys, key=lambda k: k.key)[:IDENTITY_SERIES_MAX]
+        labels = identity_labels(k.key for k in shares)
+        for k in shares:
+            label = [labels[k.key]]
+            families["quota"].add_metric(label, k.quota_mps)
+            families["share"].add_metric(label, round(k.share_mps, 3))
+            families["shared"].add_metric(label, round(k.shared_rate_mps, 3))
+            families["workers"].add_metric(label, k.live_workers)
+            families["fallback"].add_metric(label, 1 if k.fallback else 0)
+        yield from families.values()
+        yield CounterMetricFamily(
+            "sms_worker_rate_share_writes",
+            "Rate-share lease writes (renewals, releases, shared decreases): rate() is the "
+            "bookings per second; divided by sends, the limiter's DynamoDB calls per message.",
+            value=view.writes_total,
+        )
+        yield CounterMetricFamily(
+            "sms_worker_rate_share_refused",
+            "Lease writes refused by their condition (another worker wrote first; read again).",
+            value=view.refused_total,
+        )
 
     def _queues(self) -> Iterator[Metric]:
         sampler = self._o.queues

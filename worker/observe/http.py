@@ -6,8 +6,9 @@
 ``/healthz`` answers 200 while the event loop turns (a heartbeat task stamps the time every
 second; a stalled loop cannot answer, a wedged one answers 503). ``/readyz`` answers 200 only
 when the worker has its clients and is receiving: not starting, not in an account-wide
-cool-down, not shutting down, and no dependency (DynamoDB, SQS, the SMS API) failing for
-longer than ``dependency_unready_s``; it comes back by itself once the dependency answers.
+cool-down, not shutting down, no dependency (DynamoDB, SQS, the SMS API) failing for
+longer than ``dependency_unready_s`` and no rate-limit key on the shared limiter's fallback
+share for as long; it comes back by itself once the dependency answers.
 Orchestrators restart on the first and route/scale on the second.
 """
 
@@ -59,6 +60,10 @@ class Observed:
             reasons.append("shutting_down")
         if self.cooldown.active:
             reasons.append(f"cooldown:{self.cooldown.reason}")
+        sharing = self.limiter.sharing()  # on the fallback share as long as a dependency fails
+        fallback = sharing.fallback_keys(self.dependency_unready_s) if sharing is not None else 0
+        if fallback:
+            reasons.append(f"rate_sharing_fallback:keys={fallback}")
         return reasons + self.health.unready(self.dependency_unready_s)
 
 

@@ -34,7 +34,7 @@ from worker.queue.extender import VisibilityExtender
 from worker.queue.message import QueueMessage
 from worker.runtime.startup import check_dependencies
 from worker.sending.cooldown import Cooldown
-from worker.sending.limiter import Limiter, LimiterContext, build_limiter
+from worker.sending.limiter import SHARING_BACKENDS, Limiter, LimiterContext, build_limiter
 from worker.settings import Settings
 
 log = get_logger(__name__)
@@ -115,7 +115,8 @@ class Worker:
         then per route its ack batcher, extender and handler; start the pollers last."""
         s = self.settings
         clients = await open_clients(stack, s)
-        self.limiter = build_limiter("local", LimiterContext(s, stack, clients))
+        backend = SHARING_BACKENDS[s.rate_sharing]
+        self.limiter = build_limiter(backend, LimiterContext(s, stack, clients, self.health))
         self.queues = QueueSampler(clients.sqs, s.queue_url, self.health, self._held)
         if s.metrics_port:
             await stack.enter_async_context(self.queues)  # sampled only for /metrics
@@ -187,6 +188,7 @@ class Worker:
             max_in_flight=s.max_in_flight,
             max_receive_count=receive_counts.get("send"),
             rate_limits=json.dumps(s.rate_limits, sort_keys=True),
+            rate_sharing=s.rate_sharing,
         )
         self.ready.set()
 

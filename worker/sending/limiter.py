@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from worker.health import DependencyHealth
 from worker.settings import Settings
 
 
@@ -29,13 +30,43 @@ class KeyRate(Protocol):
     def next_wait_s(self) -> float: ...
 
 
+@dataclass(frozen=True, slots=True)
+class KeyShare:
+    """One key's part of a shared quota, as this worker sees it."""
+
+    key: str
+    quota_mps: float  # configured (SMS_WORKER_RATE_LIMITS): the whole fleet's
+    share_mps: float  # what this worker may send at now
+    shared_rate_mps: float  # the fleet's rate after throttles (recovers to the quota)
+    live_workers: int  # leases live at the last renewal, this worker's included
+    fallback_s: float  # how long the key has been on the fallback share (0: it is not)
+
+    @property
+    def fallback(self) -> bool:
+        return self.fallback_s > 0
+
+
+@dataclass(frozen=True, slots=True)
+class SharingView:
+    """A shared limiter's state for metrics and /readyz."""
+
+    backend: str
+    writes_total: int  # lease writes (renewals, releases, shared decreases) made
+    refused_total: int  # of those, refused by their condition (then read and made again)
+    keys: tuple[KeyShare, ...]
+
+    def fallback_keys(self, longer_than_s: float = 0.0) -> int:
+        """Keys on the fallback share for longer than ``longer_than_s``."""
+        return sum(share.fallback and share.fallback_s > longer_than_s for share in self.keys)
+
+
 class Limiter(Protocol):
-    def next_wait_s(self, key: str) -> float:
+    def next_wait_s(self, key: str, tokens: int = 1) -> float:
         """How long a send for ``key`` starting now would wait for its slot (books nothing)."""
         ...
 
-    async def reserve(self, key: str) -> float:
-        """Book ``key``'s next slot and wait for it; returns the seconds waited."""
+    async def reserve(self, key: str, tokens: int = 1) -> float:
+        """Book ``key``'s next ``tokens`` slots and wait for them; returns the seconds waited."""
         ...
 
     def on_throttle(self, key: str) -> None:
@@ -50,6 +81,10 @@ class Limiter(Protocol):
         """The ``limit`` most recently used keys, newest first (a bounded view for metrics)."""
         ...
 
+    def sharing(self) -> SharingView | None:
+        """How the quota is shared with other workers (``None``: it is not)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class LimiterContext:
@@ -58,6 +93,7 @@ class LimiterContext:
     settings: Settings
     stack: AsyncExitStack  # to register a background service or a cleanup
     clients: Any = None  # worker.aws.clients.AwsClients, once open
+    health: DependencyHealth | None = None  # failed calls are counted there
 
 
 def _local(ctx: LimiterContext) -> Limiter:
@@ -68,8 +104,17 @@ def _local(ctx: LimiterContext) -> Limiter:
     return RateLimiter(s.rate_limits, s.rate_burst_s, in_use_s=s.max_token_wait_s + s.lease_s + 30)
 
 
-#: name -> factory. ``local``: each worker paces itself with the whole configured quota.
-LIMITERS: dict[str, Callable[[LimiterContext], Limiter]] = {"local": _local}
+def _dynamodb(ctx: LimiterContext) -> Limiter:
+    from worker.sending.shared import SharedLimiter
+
+    return SharedLimiter.from_context(ctx)
+
+
+#: name -> factory. ``local``: each worker paces itself with the whole configured quota;
+#: ``dynamodb``: the workers on one table divide each key's quota through rate-share leases.
+LIMITERS: dict[str, Callable[[LimiterContext], Limiter]] = {"local": _local, "dynamodb": _dynamodb}
+#: SMS_WORKER_RATE_SHARING -> the backend.
+SHARING_BACKENDS = {"none": "local", "dynamodb": "dynamodb"}
 
 
 def build_limiter(name: str, ctx: LimiterContext) -> Limiter:

@@ -68,26 +68,36 @@ class IdentityBucket:
         tolerance_s = max(0.0, self._burst_s * self.rate_mps - 1.0) / self.rate_mps
         return max(0.0, tat - tolerance_s - now)
 
-    def next_wait_s(self) -> float:
+    def next_wait_s(self, tokens: int = 1) -> float:
         """How long a request arriving now would wait for its token (reserves nothing)."""
         now = self._clock()
         return self._wait_s(max(self._tat, now), now)
 
-    def reserve(self) -> float:
-        """Take the next slot; return how long to wait for it (0 = now)."""
+    def reserve(self, tokens: int = 1) -> float:
+        """Take the next slot (``tokens`` of them: the schedule moves by ``tokens / rate``);
+        return how long to wait for it (0 = now)."""
         now = self._clock()
         self._recover(now)
         tat = max(self._tat, now)
-        self._tat = tat + 1.0 / self.rate_mps
+        self._tat = tat + tokens / self.rate_mps
         return self._wait_s(tat, now)
 
-    async def acquire(self) -> float:
+    def set_ceiling(self, ceiling_mps: float) -> None:
+        """A new ceiling and rate (a shared limiter's grant changed): the slots handed out at
+        the old rate are void, as after a decrease, and their waiters book again."""
+        now = self._clock()
+        self.ceiling_mps = self.rate_mps = ceiling_mps
+        self._last_adjust = now
+        self.epoch += 1
+        self._tat = min(self._tat, now + 1.0 / ceiling_mps)
+
+    async def acquire(self, tokens: int = 1) -> float:
         """Wait for a token; return the seconds waited. A slot reserved before a decrease is
         void when its time comes: the waiter takes a slot in the slower schedule instead."""
         waited = 0.0
         while True:
             epoch = self.epoch
-            delay = self.reserve()
+            delay = self.reserve(tokens)
             if delay <= 0:
                 return waited
             await self._sleep(delay)
@@ -233,11 +243,11 @@ class RateLimiter:
         return entry.bucket
 
     # -- the Limiter interface --------------------------------------------------------------
-    def next_wait_s(self, key: str) -> float:
-        return self.bucket(key).next_wait_s()
+    def next_wait_s(self, key: str, tokens: int = 1) -> float:
+        return self.bucket(key).next_wait_s(tokens)
 
-    async def reserve(self, key: str) -> float:
-        return await self.bucket(key).acquire()
+    async def reserve(self, key: str, tokens: int = 1) -> float:
+        return await self.bucket(key).acquire(tokens)
 
     def on_throttle(self, key: str) -> None:
         self.bucket(key).on_throttle()
@@ -294,3 +304,7 @@ class RateLimiter:
     def most_recent(self, limit: int) -> list[tuple[str, IdentityBucket]]:
         """The ``limit`` most recently used buckets, newest first (``snapshot(limit).recent``)."""
         return list(self.snapshot(limit).recent)
+
+    def sharing(self) -> None:
+        """Not shared: each worker paces itself with the whole quota."""
+        return None

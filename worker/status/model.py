@@ -108,6 +108,7 @@ class KeyFamily(enum.StrEnum):
     Producers may not use a ``RequestId`` starting with one of these."""
 
     CAMPAIGN = "campaign#"  # a campaign's counters and expected count
+    RATE_SHARE = "rateshare#"  # a rate-limit key's leases (worker.sending.sharing)
 
 
 # -- the record's types ---------------------------------------------------------------------

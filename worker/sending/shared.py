@@ -1,0 +1,506 @@
+"""The ``dynamodb`` limiter backend: the workers on one table divide each key's quota.
+
+The rules are pure functions in :mod:`worker.sending.sharing` (leases that expire, grants
+that grow only into free quota, max-min fair by demand, a shared AIMD); this module is their
+executor. Per rate-limit key it keeps this worker's grant, paces the key's sends locally at
+that grant (an :class:`~worker.sending.ratelimit.IdentityBucket`, GCRA on the monotonic
+clock: no DynamoDB call per message) and renews the lease in the key's item
+(``RequestId = "rateshare#<key>"``) every few seconds with one conditional ``UpdateItem``.
+
+If a renewal fails or takes longer than ``RENEW_TIMEOUT_S``, the key falls back to a
+conservative local share, the quota divided by the workers last seen live (never above the
+quota), until a renewal succeeds again: a ``rate_sharing_fallback`` warning, the
+``sms_worker_rate_sharing_fallback`` gauge and a ``/readyz`` reason say so. On close the
+worker gives its grants back at once (a SIGTERM'd worker's share is free immediately; a
+SIGKILL'd one's when its lease expires).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import replace
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from worker.aws.errors import CONDITION_FAILED, describe, error_code
+from worker.health import DYNAMODB, DependencyHealth
+from worker.lifecycle import BackgroundService
+from worker.logs import get_logger
+from worker.masking import mask_identity
+from worker.sending import sharing as sh
+from worker.sending.limiter import KeyShare, LimiterContext, SharingView
+from worker.sending.ratelimit import IdentityBucket
+from worker.settings import Settings
+from worker.status.model import REQUEST_KEY, KeyFamily
+
+log = get_logger(__name__)
+
+#: How often the renewals due are looked for.
+TICK_S = 0.2
+#: A renewal (its read and writes) taking longer than this counts as failed: fallback.
+RENEW_TIMEOUT_S = 3.0
+#: A key unused for this long gives its lease back and is forgotten.
+IDLE_S = 60.0
+#: The share items expire (DynamoDB TTL) this long after their last write.
+ITEM_TTL_S = 86_400
+#: The smallest grant paced by the bucket (the leases' resolution); below it, sends wait for
+#: a renewal.
+MIN_GRANT_MPS = 1 / sh.MILLI
+
+
+def share_key(key: str) -> str:
+    return KeyFamily.RATE_SHARE.value + key
+
+
+def worker_id() -> str:
+    """Unique per process: the host, the pid and a random part (a restarted pid is another)."""
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+# -- the item's wire form -------------------------------------------------------------------
+def _lease_value(lease: sh.Lease) -> dict[str, Any]:
+    return {
+        "M": {
+            "G": {"N": str(lease.grant_mmps)},
+            "W": {"N": str(lease.want_mmps)},
+            "U": {"N": str(lease.until_ms)},
+            "R": {"N": str(lease.renew_at_ms)},
+        }
+    }
+
+
+def decode_share(raw: dict[str, Any] | None) -> sh.ShareItem:
+    if not raw:
+        return sh.ShareItem()
+    leases = {
+        worker: sh.Lease(
+            int(v["M"]["G"]["N"]),
+            int(v["M"]["W"]["N"]),
+            int(v["M"]["U"]["N"]),
+            int(v["M"].get("R", {}).get("N", "0")),
+        )
+        for worker, v in raw.get("Leases", {}).get("M", {}).items()
+    }
+    rate = raw.get("Rate")
+    return sh.ShareItem(
+        leases=leases,
+        granted_mmps=int(raw.get("Granted", {}).get("N", "0")),
+        rate_mmps=int(rate["N"]) if rate else None,
+        rate_at_ms=int(raw.get("RateAt", {}).get("N", "0")),
+    )
+
+
+class ShareTable:
+    """The share items' three writes and one read, each a single DynamoDB call."""
+
+    def __init__(self, ddb: Any, table: str, wall: Callable[[], float] = time.time) -> None:
+        self._ddb, self._table, self._wall = ddb, table, wall
+        self.writes = 0
+        self.refused = 0
+
+    def _key(self, key: str) -> dict[str, Any]:
+        return {REQUEST_KEY: {"S": share_key(key)}}
+
+    def _expires(self) -> dict[str, str]:
+        return {"N": str(int(self._wall()) + ITEM_TTL_S)}
+
+    async def read(self, key: str) -> sh.ShareItem:
+        resp = await self._ddb.get_item(
+            TableName=self._table, Key=self._key(key), ConsistentRead=True
+        )
+        return decode_share(resp.get("Item"))
+
+    async def ensure(self, key: str) -> sh.ShareItem:
+        """Create the item's lease map if it is missing (a nested path needs its map) and
+        return the item: the worker's first view of the key."""
+        self.writes += 1
+        resp = await self._ddb.update_item(
+            TableName=self._table,
+            Key=self._key(key),
+            UpdateExpression="SET Leases = if_not_exists(Leases, :empty), "
+            "Granted = if_not_exists(Granted, :zero), ExpiresAt = :exp",
+            ExpressionAttributeValues={
+                ":empty": {"M": {}},
+                ":zero": {"N": "0"},
+                ":exp": self._expires(),
+            },
+            ReturnValues="ALL_NEW",
+        )
+        return decode_share(resp.get("Attributes"))
+
+    async def write(self, key: str, p: sh.Plan) -> sh.ShareItem:
+        """The renewal ``p`` as one conditional UpdateItem (the conditions of
+        :func:`worker.sending.sharing.apply`); raises :class:`sharing.Refused`."""
+        names = {"#me": p.worker}
+        if p.previous is not None or p.reclaim:
+            names |= {"#u": "U", "#g": "G"}
+        values: dict[str, Any] = {
+            ":lease": _lease_value(p.lease),
+            ":delta": {"N": str(p.delta_mmps)},
+            ":exp": self._expires(),
+        }
+        conditions = []
+        if p.previous is None:
+            conditions.append("attribute_not_exists(Leases.#me)")
+        else:
+            conditions.append("Leases.#me.#u = :pu AND Leases.#me.#g = :pg")
+            values[":pu"] = {"N": str(p.previous.until_ms)}
+            values[":pg"] = {"N": str(p.previous.grant_mmps)}
+        removes = []
+        for i, (worker, lease) in enumerate(sorted(p.reclaim.items())):
+            names[f"#d{i}"] = worker
+            values[f":du{i}"] = {"N": str(lease.until_ms)}
+            values[f":dg{i}"] = {"N": str(lease.grant_mmps)}
+            conditions.append(f"Leases.#d{i}.#u = :du{i} AND Leases.#d{i}.#g = :dg{i}")
+            removes.append(f"Leases.#d{i}")
+        if p.limit_mmps is not None:
+            conditions.append("Granted <= :limit")
+            values[":limit"] = {"N": str(p.limit_mmps)}
+        update = "SET Leases.#me = :lease, ExpiresAt = :exp ADD Granted :delta"
+        if removes:
+            update += " REMOVE " + ", ".join(removes)
+        return decode_share(await self._conditional(key, update, conditions, names, values))
+
+    async def release(self, key: str, worker: str, lease: sh.Lease) -> None:
+        """Leaving: remove the lease and give its grant back (if it is still ours)."""
+        await self._conditional(
+            key,
+            "REMOVE Leases.#me ADD Granted :minus",
+            ["Leases.#me.#u = :pu"],
+            {"#me": worker, "#u": "U"},
+            {":minus": {"N": str(-lease.grant_mmps)}, ":pu": {"N": str(lease.until_ms)}},
+        )
+
+    async def decrease(self, key: str, rate_mmps: int, now_ms: int, seen: sh.ShareItem) -> None:
+        """A throttle's shared decrease, unless another worker's came first."""
+        condition = "attribute_not_exists(RateAt)" if seen.rate_mmps is None else "RateAt = :seen"
+        values: dict[str, Any] = {":r": {"N": str(rate_mmps)}, ":at": {"N": str(now_ms)}}
+        if seen.rate_mmps is not None:
+            values[":seen"] = {"N": str(seen.rate_at_ms)}
+        await self._conditional(key, "SET Rate = :r, RateAt = :at", [condition], {}, values)
+
+    async def _conditional(
+        self,
+        key: str,
+        update: str,
+        conditions: list[str],
+        names: dict[str, str],
+        values: dict[str, Any],
+    ) -> dict[str, Any]:
+        self.writes += 1
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": self._key(key),
+            "UpdateExpression": update,
+            "ConditionExpression": " AND ".join(f"({c})" for c in conditions),
+            "ExpressionAttributeValues": values,
+            "ReturnValues": "ALL_NEW",
+        }
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        try:
+            resp = await self._ddb.update_item(**kwargs)
+        except ClientError as exc:
+            if error_code(exc) == CONDITION_FAILED:
+                self.refused += 1
+                raise sh.Refused(f"rate share of {key!r} changed since it was read") from None
+            raise
+        attributes: dict[str, Any] = resp.get("Attributes", {})
+        return attributes
+
+
+class _Share:
+    """One key as this worker paces it: its grant, its bucket, its view of the item."""
+
+    def __init__(self, quota_mps: float, burst_s: float, now: float) -> None:
+        self.quota_mps = quota_mps
+        self.bucket = IdentityBucket(quota_mps, burst_s)
+        self.grant_mps = 0.0
+        self.view: sh.ShareItem | None = None
+        self.lease: sh.Lease | None = None  # as last written
+        self.wanted_mps = quota_mps  # what the last lease asked for
+        self.decrease: tuple[int, int, sh.ShareItem] | None = None  # a throttle's, to write
+        self.live_workers = 1
+        self.next_renew = now  # monotonic
+        self.renewing = False
+        self.fallback_since: float | None = None  # monotonic; None: not on the fallback
+        self.used_tokens = 0
+        self.waited = False
+        self.last_renew = now
+        self.last_used = now
+        self.changed = asyncio.Event()
+
+    # KeyRate, for metrics and the progress line
+    @property
+    def rate_mps(self) -> float:
+        return self.grant_mps and self.bucket.rate_mps
+
+    @property
+    def ceiling_mps(self) -> float:
+        return self.quota_mps
+
+    def next_wait_s(self, tokens: int = 1) -> float:
+        if self.grant_mps < MIN_GRANT_MPS:  # no grant yet: until the next renewal
+            return max(TICK_S, self.next_renew - time.monotonic())
+        return self.bucket.next_wait_s(tokens)
+
+    def set_grant(self, grant_mps: float) -> None:
+        if grant_mps == self.grant_mps:
+            return
+        self.grant_mps = grant_mps
+        if grant_mps >= MIN_GRANT_MPS:
+            self.bucket.set_ceiling(grant_mps)
+        self.changed.set()  # wake the waiters: their slots are void
+        self.changed = asyncio.Event()
+
+
+class SharedLimiter(BackgroundService):
+    """The ``dynamodb`` backend of :class:`worker.sending.limiter.Limiter`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        table: ShareTable,
+        health: DependencyHealth | None = None,
+        *,
+        worker: str | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__("rate_sharing")
+        self._s = settings
+        self._table = table
+        self._health = health
+        self._wall = wall
+        self.worker = worker or worker_id()
+        self._shares: dict[str, _Share] = {}
+        self.every(TICK_S, self._tick, name="rate_sharing")
+
+    @classmethod
+    def from_context(cls, ctx: LimiterContext) -> SharedLimiter:
+        if ctx.clients is None:
+            raise ValueError("the dynamodb rate limiter needs the AWS clients open")
+        limiter = cls(
+            ctx.settings, ShareTable(ctx.clients.dynamodb, ctx.settings.table), ctx.health
+        )
+        limiter.start()
+        ctx.stack.push_async_callback(limiter.close)
+        log.info("rate_sharing_started", backend="dynamodb", worker=limiter.worker)
+        return limiter
+
+    def _now_ms(self) -> int:
+        return int(self._wall() * 1000)
+
+    def _share(self, key: str) -> _Share:
+        share = self._shares.get(key)
+        now = time.monotonic()
+        if share is None:
+            # renewed by the next tick, in the loop's task (not in the caller's log context)
+            share = _Share(self._s.rate_for(key), self._s.rate_burst_s, now)
+            self._shares[key] = share
+        share.last_used = now
+        return share
+
+    # -- the Limiter interface --------------------------------------------------------------
+    def next_wait_s(self, key: str, tokens: int = 1) -> float:
+        return self._share(key).next_wait_s(tokens)
+
+    async def reserve(self, key: str, tokens: int = 1) -> float:
+        share = self._share(key)
+        share.used_tokens += tokens
+        started = time.monotonic()
+        while True:
+            changed = share.changed
+            if share.grant_mps < MIN_GRANT_MPS:
+                share.waited = True  # no grant yet (or none free): the renewals bring one
+                await _wait(changed, sh.RENEW_MIN_S)
+                continue
+            epoch = share.bucket.epoch
+            delay = share.bucket.reserve(tokens)
+            if delay <= 0:
+                return time.monotonic() - started
+            share.waited = True
+            woken = await _wait(changed, delay)
+            if not woken and share.bucket.epoch == epoch:
+                return time.monotonic() - started
+
+    def on_throttle(self, key: str) -> None:
+        share = self._share(key)
+        share.bucket.on_throttle()  # this worker at once; the others through the item
+        view = share.view
+        if view is None:
+            return
+        now_ms = self._now_ms()
+        lowered = sh.decreased_rate(view, share.quota_mps, now_ms)
+        if lowered is None:
+            return
+        share.view = replace(view, rate_mmps=lowered, rate_at_ms=now_ms)
+        share.decrease = (lowered, now_ms, view)  # written by the next tick
+        share.next_renew = time.monotonic()  # the grant follows the lower rate now
+
+    def rate_mps(self, key: str) -> float:
+        return self._share(key).rate_mps
+
+    def most_recent(self, limit: int) -> list[tuple[str, _Share]]:
+        ranked = sorted(self._shares.items(), key=lambda kv: kv[1].last_used, reverse=True)
+        return ranked[: max(0, limit)]
+
+    def sharing(self) -> SharingView:
+        now_ms, now = self._now_ms(), time.monotonic()
+        keys = tuple(
+            KeyShare(
+                key=key,
+                quota_mps=share.quota_mps,
+                share_mps=share.rate_mps,
+                shared_rate_mps=sh.shared_rate_mps(share.view, share.quota_mps, now_ms)
+                if share.view is not None
+                else share.quota_mps,
+                live_workers=share.live_workers,
+                fallback_s=max(1e-3, now - share.fallback_since)
+                if share.fallback_since is not None
+                else 0.0,
+            )
+            for key, share in self._shares.items()
+        )
+        return SharingView("dynamodb", self._table.writes, self._table.refused, keys)
+
+    # -- the background part ----------------------------------------------------------------
+    def _tick(self) -> None:
+        now = time.monotonic()
+        for key, share in list(self._shares.items()):
+            if share.decrease is not None:
+                lowered, at_ms, seen = share.decrease
+                share.decrease = None
+                self.spawn(self._decrease(key, lowered, at_ms, seen), name="rate_share_decrease")
+            if share.renewing:
+                continue
+            if now - share.last_used > IDLE_S:
+                del self._shares[key]
+                if share.lease is not None:
+                    self.spawn(self._release(key, share.lease), name="rate_share_release")
+            elif now >= share.next_renew:
+                self._spawn_renewal(key, share)
+
+    def _spawn_renewal(self, key: str, share: _Share) -> None:
+        share.renewing = True
+        self.spawn(self._renew(key, share), name="rate_share_renew")
+
+    async def _renew(self, key: str, share: _Share) -> None:
+        try:
+            async with asyncio.timeout(RENEW_TIMEOUT_S):
+                await self._renew_once(key, share)
+        except Exception as exc:  # timeouts included: the fallback, said once
+            self._fall_back(key, share, exc)
+        finally:
+            share.renewing = False
+
+    async def _renew_once(self, key: str, share: _Share) -> None:
+        now = time.monotonic()
+        elapsed_s = max(1e-3, now - share.last_renew)
+        want = sh.want_mps(
+            share.used_tokens / elapsed_s, share.waited, share.quota_mps, share.wanted_mps
+        )
+        if share.view is None:
+            share.view = await self._table.ensure(key)
+            want = share.quota_mps  # first use: demand unknown, ask for an equal part
+        p = sh.plan(share.view, self.worker, want, share.quota_mps, self._now_ms())
+        for _attempt in range(3):
+            if p.grant_mps < share.grant_mps:
+                share.set_grant(p.grant_mps)  # a decrease applies before its write
+            try:
+                share.view = await self._table.write(key, p)
+            except sh.Refused:
+                share.view = await self._table.read(key)
+                p = sh.plan(share.view, self.worker, want, share.quota_mps, self._now_ms())
+                continue
+            self._renewed(key, share, p, want, now)
+            follow = sh.correction(p, share.view, want, share.quota_mps, self._now_ms())
+            if follow is None:
+                return
+            p = follow  # others joined since the view: shrink now, not a period later
+        share.next_renew = now + sh.RENEW_MIN_S  # refused: others are busy writing
+
+    def _renewed(self, key: str, share: _Share, p: sh.Plan, want: float, now: float) -> None:
+        share.lease = p.lease
+        share.wanted_mps = want
+        share.live_workers = p.live_workers
+        share.set_grant(p.grant_mps)
+        share.used_tokens, share.waited, share.last_renew = 0, False, now
+        share.next_renew = now + p.next_renew_s
+        if share.fallback_since is not None:
+            share.fallback_since = None
+            log.info("rate_sharing_recovered", key=_masked(key), share_mps=p.grant_mps)
+        if self._health is not None:
+            self._health.ok(DYNAMODB)
+
+    def _fall_back(self, key: str, share: _Share, exc: BaseException) -> None:
+        code = describe(exc)
+        if self._health is not None:
+            self._health.count(DYNAMODB, "rate_share", code)
+        share.next_renew = time.monotonic() + sh.RENEW_MIN_S
+        local = sh.fallback_mps(share.quota_mps, share.live_workers)
+        share.set_grant(local)
+        if share.fallback_since is None:
+            share.fallback_since = time.monotonic()
+            log.warning(
+                "rate_sharing_fallback",
+                key=_masked(key),
+                error=code,
+                share_mps=round(local, 3),
+                live_workers=share.live_workers,
+                effect="this worker paces the key at the quota divided by the workers last "
+                "seen until the table answers; check DynamoDB and that the worker may "
+                f"UpdateItem/GetItem items with RequestId {KeyFamily.RATE_SHARE.value}*",
+            )
+
+    async def _decrease(self, key: str, lowered: int, now_ms: int, seen: sh.ShareItem) -> None:
+        try:
+            await self._table.decrease(key, lowered, now_ms, seen)
+        except sh.Refused:
+            pass  # another worker's decrease came first: one per window
+        except Exception as exc:
+            self._fall_back(key, self._share(key), exc)
+
+    async def _release(self, key: str, lease: sh.Lease) -> None:
+        try:
+            await self._table.release(key, self.worker, lease)
+        except sh.Refused:
+            pass  # already reclaimed by another worker
+        except Exception as exc:  # it expires by itself
+            log.info("rate_share_release_failed", key=_masked(key), error=describe(exc))
+
+    async def _drain(self) -> None:
+        """On close: give every grant back at once (a SIGTERM'd worker's share is free now)."""
+        leases = [(key, s.lease) for key, s in self._shares.items() if s.lease is not None]
+        self._shares.clear()
+        await super()._drain()
+        if leases:
+            with suppress(TimeoutError):  # what is not released expires by itself
+                async with asyncio.timeout(RENEW_TIMEOUT_S):
+                    await asyncio.gather(*(self._release(key, x) for key, x in leases))
+        log.info(
+            "rate_sharing_finished",
+            writes=self._table.writes,
+            refused=self._table.refused,
+            released=len(leases),
+        )
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> bool:
+    """Wait for ``event`` at most ``timeout_s``; whether it was set."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
+def _masked(key: str) -> str:
+    return mask_identity(key)
