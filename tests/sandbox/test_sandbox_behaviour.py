@@ -148,7 +148,11 @@ async def test_unknown_identity_is_resource_not_found(
     ],
 )
 async def test_account_error_answers_every_send(
-    make_sandbox: SandboxFactory, make_client: ClientFactory, code: str, status: int, reason: str | None
+    make_sandbox: SandboxFactory,
+    make_client: ClientFactory,
+    code: str,
+    status: int,
+    reason: str | None,
 ) -> None:
     box = await make_sandbox(account_error=code)
     client = await make_client(box.url)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 import aiohttp
+import pytest
 from sandbox_support import (
     DEST,
     ORIGIN,

@@ -68,9 +68,7 @@ RULES: Mapping[str, str] = {
         'Channel must be "MMS" (sent with SendMediaMessage; the default when the key is '
         'absent) or "SMS" (sent with SendTextMessage)'
     ),
-    "MessageType": (
-        f"MessageType must be one of {', '.join(rules.MESSAGE_TYPES)} (SMS only)"
-    ),
+    "MessageType": (f"MessageType must be one of {', '.join(rules.MESSAGE_TYPES)} (SMS only)"),
     "Keyword": (
         f"Keyword must be 1..{rules.KEYWORD_MAX} characters, spaces allowed but no other "
         "white space (SMS only)"

@@ -102,4 +102,4 @@ class SmsRequest(EnvelopeFields, SmsPayload):
         },
     )
 
-    Channel: Literal["SMS"] = Field(description=RULES["Channel"])  # type: ignore[assignment]
+    Channel: Literal["SMS"] = Field(description=RULES["Channel"])

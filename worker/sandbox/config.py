@@ -83,7 +83,8 @@ def _check_config(config: SandboxConfig) -> None:
     unknown = sorted(set(config.spend_limit_reached) - set(SPEND_LIMIT_CHANNELS))
     if unknown:
         raise ValueError(
-            f"spend_limit_reached names unknown channels {unknown}; use {list(SPEND_LIMIT_CHANNELS)}"
+            f"spend_limit_reached names unknown channels {unknown}; "
+            f"use {list(SPEND_LIMIT_CHANNELS)}"
         )
     if config.account_error is not None and config.account_error not in ACCOUNT_ERRORS:
         raise ValueError(f"account_error must be one of {', '.join(ACCOUNT_ERRORS)} or null")

@@ -73,21 +73,22 @@ class IdentityBucket:
         now = self._clock()
         return self._wait_s(max(self._tat, now), now)
 
-    def reserve(self) -> float:
-        """Take the next slot; return how long to wait for it (0 = now)."""
+    def reserve(self, tokens: int = 1) -> float:
+        """Take the next slot for ``tokens`` (the schedule advances ``tokens / rate``); return
+        how long to wait for it (0 = now)."""
         now = self._clock()
         self._recover(now)
         tat = max(self._tat, now)
-        self._tat = tat + 1.0 / self.rate_mps
+        self._tat = tat + tokens / self.rate_mps
         return self._wait_s(tat, now)
 
-    async def acquire(self) -> float:
+    async def acquire(self, tokens: int = 1) -> float:
         """Wait for a token; return the seconds waited. A slot reserved before a decrease is
         void when its time comes: the waiter takes a slot in the slower schedule instead."""
         waited = 0.0
         while True:
             epoch = self.epoch
-            delay = self.reserve()
+            delay = self.reserve(tokens)
             if delay <= 0:
                 return waited
             await self._sleep(delay)
@@ -200,8 +201,11 @@ class RateLimiter:
         max_buckets: int = MAX_BUCKETS,
         idle_expiry_s: float = IDLE_EXPIRY_S,
         in_use_s: float = IN_USE_S,
+        quota_mps: Callable[[str], float] | None = None,
     ) -> None:
         self._limits = dict(limits_mps)
+        # A key's ceiling: the settings' lookup (Settings.rate_for) when given.
+        self._quota_mps = quota_mps or self._configured_rate
         self._burst_s = burst_s
         self._clock = clock
         self._max = max_buckets
@@ -223,8 +227,7 @@ class RateLimiter:
         if entry is not None:
             entry.last_used = now
             return entry.bucket
-        ceiling = self._limits.get(identity, self._limits.get(DEFAULT_KEY, 20.0))
-        entry = _Entry(IdentityBucket(ceiling, self._burst_s, self._clock), now)
+        entry = _Entry(IdentityBucket(self._quota_mps(identity), self._burst_s, self._clock), now)
         if identity in self._limits:
             self._configured[identity] = entry
         else:
@@ -232,12 +235,16 @@ class RateLimiter:
             self._evict(now, spare_newest=True)
         return entry.bucket
 
+    def _configured_rate(self, key: str) -> float:
+        return self._limits.get(key, self._limits.get(DEFAULT_KEY, 20.0))
+
     # -- the Limiter interface --------------------------------------------------------------
-    def next_wait_s(self, key: str) -> float:
+    def next_wait_s(self, key: str, tokens: int = 1) -> float:
+        # The wait is for the first token: the others push the next request's slot back.
         return self.bucket(key).next_wait_s()
 
-    async def reserve(self, key: str) -> float:
-        return await self.bucket(key).acquire()
+    async def reserve(self, key: str, tokens: int = 1) -> float:
+        return await self.bucket(key).acquire(tokens)
 
     def on_throttle(self, key: str) -> None:
         self.bucket(key).on_throttle()

@@ -243,4 +243,6 @@ def record_fields(
         parsed.destination,
         parsed.identity,
         parsed.dry_run,
+        parsed.channel.name,
+        parsed.parts,
     )
