@@ -56,6 +56,7 @@ class Sandbox:
             opted_out=[],
             known_identities=None,
             account_error=None,
+            spend_limit_reached=[],
         )
 
     async def sends_by_destination(self) -> dict[str, int]:

@@ -222,6 +222,6 @@ def _part(field: str, loc: Sequence[int | str]) -> str:
     """Where inside a list or object field the error is (never naming a Context key)."""
     if len(loc) < 2:
         return ""
-    if field == "Context":
+    if field in ("Context", "DestinationCountryParameters"):
         return " as a key in it" if len(loc) >= 3 and loc[-1] == "[key]" else " as a value in it"
     return " as an item in it"
