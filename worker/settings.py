@@ -131,6 +131,15 @@ class Settings(BaseSettings):
     cooldown_s: float = Field(
         60.0, gt=0, description="Pause after an account-wide error (AccessDenied, quota)."
     )
+    spend_limit_probe_s: float = Field(
+        300.0,
+        gt=0,
+        description=(
+            "A channel whose monthly spend limit is reached (ServiceQuotaExceededException "
+            "MONTHLY_SPEND_LIMIT_REACHED_FOR_TEXT/_FOR_MEDIA) pauses; every this many seconds "
+            "one real send probes it, and a success resumes the channel."
+        ),
+    )
     lease_s: float = Field(
         60.0, gt=0, description="How long a claim (SENDING) keeps other workers off."
     )

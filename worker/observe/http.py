@@ -59,6 +59,8 @@ class Observed:
             reasons.append("shutting_down")
         if self.cooldown.active:
             reasons.append(f"cooldown:{self.cooldown.reason}")
+        for channel, why in self.cooldown.channels.paused().items():
+            reasons.append(f"channel_paused:{channel}:{why}")
         return reasons + self.health.unready(self.dependency_unready_s)
 
 

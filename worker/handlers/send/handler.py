@@ -77,7 +77,8 @@ class SendHandler(DecisionExecutor):
         structlog.contextvars.bind_contextvars(identity=mask_identity(identity))
         wait_s = self._limiter.next_wait_s(identity, parts)
         max_wait_s = self._s.max_token_wait_s
-        gate = d.before_claim(ctx, wait_s, max_wait_s, random.random())  # nothing awaited since
+        pause_s = self._cooldown.channels[parsed.channel.name].admit()  # 0: send (or probe)
+        gate = d.before_claim(ctx, wait_s, max_wait_s, random.random(), pause_s)  # none awaited
         if gate is None:
             await self._limiter.reserve(identity, parts)
             gate = d.before_claim(self._context(held), 0.0, max_wait_s, 0.0)
