@@ -2,8 +2,9 @@
 
 Starts moto (SQS + DynamoDB) and the sandbox on free ports, creates the queue (with a
 dead-letter queue) and the status table, feeds a 1,000-request campaign of MMS and SMS (long
-and Unicode SMS bodies of several parts, invalid, opted-out and expired requests among them) into the queue as the worker drains it, runs a
-real ``sms-worker run`` process with a live progress line, prints a summary, stops everything.
+and Unicode SMS bodies of several parts; invalid, opted-out and expired requests among them)
+into the queue as the worker drains it, runs a real ``sms-worker run`` process with a live
+progress line, prints a summary (with the parts sent per channel), stops everything.
 """
 
 from __future__ import annotations
