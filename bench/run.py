@@ -200,6 +200,10 @@ async def drive(
     """Feed the queue, keeping ``backlog`` requests ahead; return when all are consumed."""
     fed = accepted = 0
     make = mixed_request if scenario.mixed else request
+
+    def pick(n: int) -> int:  # mixed: SMS and MMS in turn, each from every identity
+        return n // 2 if scenario.mixed else n
+
     last_print = last_progress = time.monotonic()
     last_accepted = -1
     while True:
@@ -215,7 +219,8 @@ async def drive(
             await sqs.send_message_batch(
                 QueueUrl=queue_url,
                 Entries=[
-                    {"Id": str(n - fed), "MessageBody": make(n, ids[n % len(ids)])} for n in chunk
+                    {"Id": str(n - fed), "MessageBody": make(n, ids[pick(n) % len(ids)])}
+                    for n in chunk
                 ],
             )
             fed += len(chunk)
