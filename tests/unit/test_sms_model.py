@@ -92,3 +92,22 @@ def test_the_sms_entry() -> None:
 def test_a_keys_quota_is_looked_up_in_one_place(limits: str, key: str, quota: float) -> None:
     settings = Settings(queue_url="http://q", table="t", rate_limits=limits)
     assert settings.rate_for(key) == quota
+
+
+def test_the_json_schema_validates_both_channels() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    from worker.model import request_json_schema
+
+    validator = jsonschema.Draft202012Validator(request_json_schema())
+    for name, fields in ACCEPTED:
+        assert validator.is_valid(sms(1, **fields)), name
+    # Rules a schema cannot state: phone validity, Python's notion of white space.
+    beyond = {"bad destination", "blank body"}
+    for name, fields, _ in REJECTED:
+        if name not in beyond:
+            assert not validator.is_valid(sms(1, **fields)), name
+    mms = {"DestinationPhoneNumber": "+12065550100", "OriginationIdentity": ORIGIN,
+           "MediaUrls": ["s3://media-b/a.jpg"]}  # fmt: skip
+    assert validator.is_valid(mms) and validator.is_valid({**mms, "Channel": "MMS"})
+    assert not validator.is_valid({**mms, "Channel": "SMS"})  # an SMS has no MediaUrls
+    assert not validator.is_valid({**mms, "Keyword": "HELP"})  # nor an MMS a Keyword
