@@ -50,6 +50,7 @@ class Sandbox:
         await self.configure(
             default_mps=None,
             mps={},
+            burst_s=1.0,
             latency_ms=0,
             latency_jitter_ms=0,
             fault_rate=0,
