@@ -45,6 +45,7 @@ class Scenario:
     backlog: int = 100  # requests kept queued ahead of the contender
     duration_s: float | None = None  # stop after this long instead of at the end
     rate_sharing: str = "dynamodb"  # SMS_WORKER_RATE_SHARING of the workers
+    mixed: bool = False  # SMS (1..10 parts, GSM and Unicode) and MMS in turn; quota in parts
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Row:
     duplicates: int
     servers_cpu_s: dict[str, float]
     limiter_calls_per_msg: float | None = None  # the workers' rate-share writes per send
+    sms_parts_per_s: float | None = None  # mixed: SMS parts per second (what the quota counts)
 
 
 def request(n: int, identity: str) -> str:
@@ -78,6 +80,22 @@ def request(n: int, identity: str) -> str:
             "MessageBody": f"benchmark message {n}",
         }
     )
+
+
+def sms_body(n: int) -> str:
+    """An SMS body of ``n % 10 + 1`` parts, GSM 03.38 for even ``n // 2``, UCS-2 for odd."""
+    parts = n % 10 + 1
+    char, single, per_part = ("я", 70, 67) if (n // 2) % 2 else ("x", 160, 153)
+    return char * (single if parts == 1 else per_part * parts)
+
+
+def mixed_request(n: int, identity: str) -> str:
+    """Odd ``n``: an SMS of 1..10 parts; even: an MMS (the body of :func:`request`)."""
+    if n % 2 == 0:
+        return request(n, identity)
+    body = json.loads(request(n, identity))
+    body |= {"Channel": "SMS", "MessageBody": sms_body(n)}
+    return json.dumps(body)
 
 
 def contender_argv(kind: str, queue_url: str, table: str) -> list[str]:
@@ -203,6 +221,11 @@ async def drive(
 ) -> float:
     """Feed the queue, keeping ``backlog`` requests ahead; return when all are consumed."""
     fed = accepted = 0
+    make = mixed_request if scenario.mixed else request
+
+    def pick(n: int) -> int:  # mixed: SMS and MMS in turn, each from every identity
+        return n // 2 if scenario.mixed else n
+
     last_print = last_progress = time.monotonic()
     last_accepted = -1
     while True:
@@ -218,7 +241,7 @@ async def drive(
             await sqs.send_message_batch(
                 QueueUrl=queue_url,
                 Entries=[
-                    {"Id": str(n - fed), "MessageBody": request(n, ids[n % len(ids)])}
+                    {"Id": str(n - fed), "MessageBody": make(n, ids[pick(n) % len(ids)])}
                     for n in chunk
                 ],
             )
@@ -282,6 +305,8 @@ def summarise(
     rate = (hi - lo) / span if span else 0.0
     allowed = scenario.mps * len(scenario.identities) if scenario.mps else None
     expected = scenario.requests if scenario.duration_s is None else len(distinct)
+    parts_rate = sms_parts_per_s(real) if scenario.mixed else None
+    usage = parts_rate if parts_rate is not None else rate  # the quota counts SMS in parts
     return Row(
         scenario=scenario.name,
         contender=kind if scenario.workers == 1 else f"{kind} x{scenario.workers}",
@@ -289,7 +314,7 @@ def summarise(
         drain_s=round(drain_s, 1),
         sends_per_s=round(rate, 2),
         allowed_mps=allowed,
-        utilisation=round(rate / allowed, 3) if allowed else None,
+        utilisation=round(usage / allowed, 3) if allowed else None,
         throttled=int(stats["throttled"]),
         throttled_fraction=round(stats["throttled"] / max(len(real), 1), 4),
         cpu_ms_per_msg=round(cpu_s * 1000 / max(len(real), 1), 2),
@@ -297,7 +322,16 @@ def summarise(
         lost=expected - len(distinct),
         duplicates=len(real) - len(distinct),
         servers_cpu_s={k: round(v, 1) for k, v in servers_cpu.items()},
+        sms_parts_per_s=None if parts_rate is None else round(parts_rate, 2),
     )
+
+
+def sms_parts_per_s(sends: list[dict[str, Any]]) -> float:
+    """The steady SMS rate in message parts per second, over the middle 80% of SMS sends."""
+    timed = sorted((s["received_at"], s["parts"]) for s in sends if s.get("channel") == "SMS")
+    lo, hi = len(timed) // 10, len(timed) - 1 - len(timed) // 10
+    span = timed[hi][0] - timed[lo][0] if hi > lo else 0.0
+    return sum(parts for _, parts in timed[lo:hi]) / span if span else 0.0
 
 
 def scenarios(quick: bool) -> list[Scenario]:
@@ -329,6 +363,13 @@ def scenarios(quick: bool) -> list[Scenario]:
             for workers in (1, 3, 6)
         ),
         Scenario(
+            "mixed-sms-mms",
+            300 if quick else 1000,
+            mps=30.0,  # per identity and channel: SMS parts/s, MMS messages/s
+            contenders=("worker",),
+            mixed=True,
+        ),
+        Scenario(
             "backlog-x1",
             10**6,
             mps=5.0,
@@ -357,8 +398,11 @@ def table(rows: list[Row]) -> str:
         util = f"{r.utilisation:.3f}" if r.utilisation is not None else "-"
         servers = ", ".join(f"{k} {v}" for k, v in r.servers_cpu_s.items())
         calls = f"{r.limiter_calls_per_msg:.3f}" if r.limiter_calls_per_msg is not None else "-"
+        rate = f"{r.sends_per_s}" + (
+            f" ({r.sms_parts_per_s} SMS parts/s)" if r.sms_parts_per_s is not None else ""
+        )
         lines.append(
-            f"| {r.scenario} | {r.contender} | {r.requests} | {r.drain_s} | {r.sends_per_s} "
+            f"| {r.scenario} | {r.contender} | {r.requests} | {r.drain_s} | {rate} "
             f"| {util} | {r.throttled} ({r.throttled_fraction:.1%}) | {r.cpu_ms_per_msg} "
             f"| {r.peak_rss_mb} | {r.lost} | {r.duplicates} | {calls} | {servers} |"
         )

@@ -50,12 +50,14 @@ class Sandbox:
         await self.configure(
             default_mps=None,
             mps={},
+            burst_s=1.0,
             latency_ms=0,
             latency_jitter_ms=0,
             fault_rate=0,
             opted_out=[],
             known_identities=None,
             account_error=None,
+            spend_limit_reached=[],
         )
 
     async def sends_by_destination(self) -> dict[str, int]:

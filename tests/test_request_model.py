@@ -22,6 +22,7 @@ from worker.model import (
     parse_request,
     request_json_schema,
 )
+from worker.model.rules import MMS_API_KEYS, SMS_API_KEYS
 
 API_KEYS = CHANNELS["MMS"].api_keys
 
@@ -284,7 +285,8 @@ def test_invalid_bodies_name_the_field(data: dict[str, Any], field: str) -> None
 
 @pytest.mark.parametrize("key", CONTRACT_KEYS)
 def test_null_is_invalid_for_every_key(key: str) -> None:
-    result = rejected(body(**{key: None}))
+    sms_only = key in SMS_API_KEYS and key not in MMS_API_KEYS
+    result = rejected(body(**{key: None}, **({"Channel": "SMS"} if sms_only else {})))
     assert result.field == key
     assert "null" in result.message
 
@@ -511,16 +513,26 @@ def test_model_errors_hide_the_input() -> None:
 
 
 def test_schema_states_the_rules() -> None:
-    schema = request_json_schema()
-    text = json.dumps(schema)
-    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    union = request_json_schema()
+    text = json.dumps(union)
+    assert union["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    branches = union["oneOf"]
+    assert isinstance(branches, list) and len(branches) == len(CHANNELS)
+    schema = branches[0]  # MMS, the default channel
     assert schema["type"] == "object"
     assert schema["additionalProperties"] is False
     assert schema["required"] == ["DestinationPhoneNumber", "OriginationIdentity"]
     assert schema["anyOf"] == [{"required": ["MessageBody"]}, {"required": ["MediaUrls"]}]
     properties = schema["properties"]
     assert isinstance(properties, dict)
-    assert list(properties) == list(CONTRACT_KEYS)
+    assert list(properties) == list(MMS_API_KEYS + ENVELOPE_KEYS)
+    assert properties["Channel"]["const"] == "MMS"
+    sms = branches[1]
+    assert sms["required"] == ["DestinationPhoneNumber", "MessageBody", "Channel"]
+    assert list(sms["properties"]) == list(SMS_API_KEYS + ENVELOPE_KEYS)
+    assert sms["properties"]["Channel"]["const"] == "SMS"
+    assert sms["properties"]["Context"] == properties["Context"]  # one field, both channels
+    assert sms["properties"]["DestinationCountryParameters"]["maxProperties"] == 10
     assert properties["TimeToLive"] == {
         "description": properties["TimeToLive"]["description"],
         "maximum": 259200,

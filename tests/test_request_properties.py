@@ -315,7 +315,7 @@ STRATEGIES: dict[str, Any] = {
     "RequestId": tokens,
     "CampaignId": tokens,
     "NotAfter": not_afters,
-    "Channel": mixed(st.just("MMS"), st.sampled_from(["SMS", "mms", "", 1, None, ["MMS"]])),
+    "Channel": mixed(st.just("MMS"), st.sampled_from(["VOICE", "mms", "", 1, None, ["MMS"]])),
 }
 
 

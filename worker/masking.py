@@ -86,8 +86,12 @@ def mask_identity(identity: str) -> str:
     7..15 digits, a number given without its ``+`` (``18005550100`` -> ``***00``).
 
     Phone number ids and ARNs, pool ids and ARNs and sender ids are not personal data and
-    are returned unchanged.
+    are returned unchanged. A rate-limit key's channel suffix (``+18005550100/SMS``) is kept
+    after the masked identity (``+1***00/SMS``).
     """
+    base, slash, channel = identity.rpartition("/")
+    if slash and channel in ("SMS", "MMS") and base:
+        return f"{mask_identity(base)}/{channel}"
     if _PHONE_LIKE.match(identity):
         return mask_phone(identity)
     if _DIGIT_RUN_IDENTITY.fullmatch(identity):

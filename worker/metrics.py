@@ -34,6 +34,7 @@ class Metrics:
     retrying: Counter[str] = field(default_factory=Counter)  # by ErrorCode
     lease_busy: int = 0
     deferred: int = 0
+    channel_paused: int = 0  # hand-backs because the request's channel was paused
     send_calls: int = 0
     send_retries: int = 0
     throttled: int = 0
@@ -44,6 +45,8 @@ class Metrics:
     sent_abandoned: int = 0  # SENT records still held at the shutdown's hard deadline
     unsettled: int = 0  # messages the backstop had to hand back (always 0 unless a bug)
     send_latency_s: Histogram = field(default_factory=Histogram)
+    sent_by_channel: Counter[str] = field(default_factory=Counter)  # SENT requests
+    parts_by_channel: Counter[str] = field(default_factory=Counter)  # their message parts
 
     def snapshot(self) -> dict[str, object]:
         return {

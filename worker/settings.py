@@ -16,6 +16,8 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_IDENTITY_KEY = "default"
+#: The channel names a rate-limit key may end with (``IDENTITY/SMS``).
+CHANNEL_SUFFIXES = frozenset({"SMS", "MMS"})
 ENV_PREFIX = "SMS_WORKER_"
 #: Variables with the prefix that are not settings (the test suite's own).
 NOT_SETTINGS = frozenset({"SMS_WORKER_TEST_LOGS", "SMS_WORKER_FAULT_CELLS"})
@@ -86,7 +88,9 @@ class Settings(BaseSettings):
         default_factory=lambda: {DEFAULT_IDENTITY_KEY: 20.0},
         description=(
             "Messages per second per origination identity, as 'default=20,IDENTITY=MPS,...'; "
-            "'default' applies to identities not listed."
+            "'IDENTITY/SMS=MPS' or 'IDENTITY/MMS=MPS' sets one channel's (SMS in message "
+            "parts per second); 'default' applies to identities not listed (and to an SMS "
+            "without an identity)."
         ),
     )
     rate_sharing: Literal["dynamodb", "none"] = Field(
@@ -135,6 +139,15 @@ class Settings(BaseSettings):
     )
     cooldown_s: float = Field(
         60.0, gt=0, description="Pause after an account-wide error (AccessDenied, quota)."
+    )
+    spend_limit_probe_s: float = Field(
+        300.0,
+        gt=0,
+        description=(
+            "A channel whose monthly spend limit is reached (ServiceQuotaExceededException "
+            "MONTHLY_SPEND_LIMIT_REACHED_FOR_TEXT/_FOR_MEDIA) pauses; every this many seconds "
+            "one real send probes it, and a success resumes the channel."
+        ),
     )
     lease_s: float = Field(
         60.0, gt=0, description="How long a claim (SENDING) keeps other workers off."
@@ -259,8 +272,21 @@ class Settings(BaseSettings):
             raise ValueError("redelivery_max_delay_s must be >= redelivery_base_delay_s")
         return self
 
-    def rate_for(self, identity: str) -> float:
-        return self.rate_limits.get(identity, self.rate_limits[DEFAULT_IDENTITY_KEY])
+    def rate_for(self, key: str) -> float:
+        """The quota (per second: messages, or an SMS's message parts) of a rate-limit key:
+        ``IDENTITY`` (an MMS's) or ``IDENTITY/SMS`` (an SMS's, ``default/SMS`` without an
+        identity). The first configured of: the channel's entry (``IDENTITY/MMS`` for a bare
+        identity), the identity's, then ``default``. The one place a key's quota is decided."""
+        limits = self.rate_limits
+        identity, _, channel = key.rpartition("/")  # an ARN identity holds '/' itself
+        if channel in CHANNEL_SUFFIXES:
+            candidates: tuple[str, ...] = (key, identity)
+        else:
+            candidates = (f"{key}/MMS", key)
+        for candidate in candidates:
+            if candidate in limits:
+                return limits[candidate]
+        return limits[DEFAULT_IDENTITY_KEY]
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:

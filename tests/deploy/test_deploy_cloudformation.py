@@ -234,7 +234,7 @@ def test_the_worker_code_is_found() -> None:
     assert {"worker.runtime.worker", "worker.sending.sender", "worker.status.store"} <= modules
     other_commands = ("worker.cli", "worker.ops.cli", "worker.producer", "worker.sandbox")
     assert not any(m.startswith(other_commands) for m in modules), sorted(modules)
-    assert "sms-voice:SendMediaMessage" in iam_actions(modules)
+    assert {"sms-voice:SendMediaMessage", "sms-voice:SendTextMessage"} <= set(iam_actions(modules))
 
 
 def test_the_worker_policy_allows_exactly_the_calls_the_worker_makes(
@@ -264,9 +264,15 @@ def test_each_permission_is_on_exactly_its_resource(template: dict[str, Any]) ->
         (None, "dynamodb:DescribeTable", table),
         (None, "sqs:GetQueueUrl", repr(DLQ_ARN)),
         (None, "sms-voice:SendMediaMessage", repr(IDENTITIES)),
+        (None, "sms-voice:SendTextMessage", repr(IDENTITIES)),
         (
             "HasConfigurationResources",
             "sms-voice:SendMediaMessage",
+            repr(CONFIGURATION_RESOURCES),
+        ),
+        (
+            "HasConfigurationResources",
+            "sms-voice:SendTextMessage",
             repr(CONFIGURATION_RESOURCES),
         ),
     }

@@ -176,3 +176,24 @@ def test_prepared_bodies_and_regions() -> None:
     assert region_of("https://sqs.eu-west-1.amazonaws.com/123456789012/q") == "eu-west-1"
     assert region_of("https://us-west-2.queue.amazonaws.com/123456789012/q") == "us-west-2"
     assert region_of("http://127.0.0.1:4566/000000000000/q") is None
+
+
+async def test_sms_requests_as_models_and_dicts(aws: Aws, env: Env) -> None:
+    from sms_cases import sms
+
+    from worker.model import SmsRequest
+
+    typed = validate_request(sms(1, MessageType="TRANSACTIONAL"))
+    assert isinstance(typed, SmsRequest)
+    async with Enqueuer(env.queue_url) as q:
+        await q.put(typed)
+        await q.put(sms(2, DestinationCountryParameters={"IN_ENTITY_ID": "1101"}))
+        with pytest.raises(InvalidSendRequest, match="belongs to another channel"):
+            await q.put(sms(3, MediaUrls=["s3://media-b/a.jpg"]))
+        with pytest.raises(InvalidSendRequest, match="Keyword"):
+            await q.put(sms(4, Keyword="K" * 31))
+    bodies = {b["RequestId"]: b for b in await drain(aws.sqs, env.queue_url)}
+    assert bodies == {
+        "sms-1": sms(1, MessageType="TRANSACTIONAL"),
+        "sms-2": sms(2, DestinationCountryParameters={"IN_ENTITY_ID": "1101"}),
+    }

@@ -230,3 +230,35 @@ def test_read_rows_reports_what_was_read(tmp_path: Path) -> None:
     seen: list[int] = []
     rows = list(read_rows(path, "csv", on_bytes=seen.append))
     assert len(rows) == 2 and sum(seen) == path.stat().st_size
+
+
+def test_sms_columns_and_country_parameters_fold(tmp_path: Path) -> None:
+    header = ["RequestId", "Channel", "DestinationPhoneNumber", "MessageBody", "MessageType",
+              "Keyword", "DestinationCountryParameters.IN_ENTITY_ID",
+              "DestinationCountryParameters.IN_TEMPLATE_ID", "Context.orderId"]  # fmt: skip
+    rows = [
+        dict(zip(header, ["s-1", "SMS", phone(1), "Привет 😀", "PROMOTIONAL", "", "1101", "T-9",
+                          "o-1"], strict=True)),
+        dict(zip(header, ["s-2", "SMS", phone(2), "hi", "", "", "", "", ""], strict=True)),
+        dict(zip(header, ["s-3", "SMS", phone(3), "hi", "BULK", "", "", "", ""], strict=True)),
+    ]  # fmt: skip
+    path = write(tmp_path / "sms.csv", csv_text(rows, header))
+    first, second, third = rows_of(path)
+    assert body(first) == {
+        "RequestId": "s-1",
+        "Channel": "SMS",
+        "DestinationPhoneNumber": phone(1),
+        "MessageBody": "Привет 😀",
+        "MessageType": "PROMOTIONAL",
+        "DestinationCountryParameters": {"IN_ENTITY_ID": "1101", "IN_TEMPLATE_ID": "T-9"},
+        "Context": {"orderId": "o-1"},
+    }
+    assert body(second) == {"RequestId": "s-2", "Channel": "SMS",
+                            "DestinationPhoneNumber": phone(2), "MessageBody": "hi"}  # fmt: skip
+    assert isinstance(third, RowProblem) and third.field == "MessageType"
+
+
+def test_a_whole_country_parameters_column_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path / "x.csv", "DestinationPhoneNumber,DestinationCountryParameters\n")
+    with pytest.raises(InputFileError, match=r"DestinationCountryParameters\.IN_ENTITY_ID"):
+        list(read_rows(path, "csv"))

@@ -118,6 +118,8 @@ async def test_sends_stats_and_reset(
         "destination",
         "dry_run",
         "params",
+        "channel",
+        "parts",
     }
     assert (first["identity"], first["destination"], first["dry_run"]) == (ORIGIN, DEST, False)
     assert first["params"] == send_args()
@@ -160,7 +162,7 @@ async def test_every_field_can_be_patched_at_once(
     patch: dict[str, Any] = {
         "default_mps": None, "mps": {}, "burst_s": 2, "latency_ms": 0, "latency_jitter_ms": 0,
         "fault_rate": 0, "opted_out": [], "blocked_prefixes": ["+44"], "known_identities": None,
-        "account_error": None, "record_path": None, "seed": None,
+        "account_error": None, "record_path": None, "seed": None, "spend_limit_reached": [],
     }  # fmt: skip
     status, config = await _post(http, f"{box.url}/_sandbox/config", patch)
     assert status == 200

@@ -71,6 +71,8 @@ async def test_record_path_appends_json_lines(
         "destination",
         "dry_run",
         "params",
+        "channel",
+        "parts",
     }
     assert lines[0]["params"]["DestinationPhoneNumber"] == DEST
 

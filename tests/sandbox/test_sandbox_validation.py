@@ -107,7 +107,9 @@ async def test_unknown_operation(box: RunningSandbox, raw_client: Any) -> None:
     assert (status, body["__type"]) == (400, "UnknownOperationException")
 
     with pytest.raises(raw_client.exceptions.ClientError) as caught:
-        await raw_client.send_text_message(DestinationPhoneNumber=DEST, MessageBody="hi")
+        await raw_client.send_voice_message(
+            DestinationPhoneNumber=DEST, OriginationIdentity="+18005550100", MessageBody="hi"
+        )
     assert caught.value.response["Error"]["Code"] == "UnknownOperationException"
     assert box.state.counters.unknown_operations == 2
 

@@ -19,7 +19,7 @@ from worker.model import (
     channel_named,
     parse_request,
 )
-from worker.model.channels import BY_OPERATION, MMS, operations
+from worker.model.channels import BY_OPERATION, MMS, SMS, operations
 from worker.model.rules import MMS_API_KEYS
 
 US = "+12065550100"
@@ -38,11 +38,13 @@ def body(**overrides: Any) -> str:
 def test_lookup_by_name_and_operation() -> None:
     assert channel_named("MMS") is MMS is CHANNELS["MMS"] is DEFAULT_CHANNEL
     assert BY_OPERATION["SendMediaMessage"] is MMS
-    assert operations() == ("SendMediaMessage",)
-    assert list(CHANNELS) == ["MMS"]
+    assert channel_named("SMS") is SMS is CHANNELS["SMS"]
+    assert BY_OPERATION["SendTextMessage"] is SMS
+    assert operations() == ("SendMediaMessage", "SendTextMessage")
+    assert list(CHANNELS) == ["MMS", "SMS"]
 
 
-@pytest.mark.parametrize("name", ["SMS", "mms", "", "VOICE"])
+@pytest.mark.parametrize("name", ["sms", "mms", "", "VOICE"])
 def test_an_unknown_channel_is_an_error(name: str) -> None:
     with pytest.raises(UnknownChannel) as info:
         channel_named(name)
@@ -96,7 +98,7 @@ def test_absent_or_mms_channel_parses_as_mms(channel: str | None) -> None:
 @pytest.mark.parametrize(
     ("value", "got"),
     [
-        ("SMS", "a string that names no channel"),
+        ("VOICE", "a string that names no channel"),
         ("mms", "a string that names no channel"),
         ("+12065550199", "a string that names no channel"),
         (5, "a number"),
@@ -160,4 +162,4 @@ def test_the_hot_path_client_has_a_method_per_channel() -> None:
 def test_metrics_help_names_the_operations() -> None:
     from worker.observe import exposition
 
-    assert exposition._SEND_OPERATIONS == "SendMediaMessage"
+    assert exposition._SEND_OPERATIONS == "SendMediaMessage and SendTextMessage"

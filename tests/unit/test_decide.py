@@ -187,3 +187,36 @@ def test_before_claim_gates() -> None:
     assert deferred is not None and deferred.ack == HandBack(38, "deferred")
     # Near the last receive a deferral would burn receives toward the DLQ: wait instead.
     assert d.before_claim(ctx(4, 5), 30.0, 2.0, 0.5) is None
+
+
+SPEND_LIMIT = SendError(
+    ErrorKind.CHANNEL, "ServiceQuotaExceededException", "MONTHLY_SPEND_LIMIT_REACHED_FOR_TEXT", "x"
+)
+
+
+def test_a_spend_limit_pauses_the_channel_and_is_retried_after_the_probe_interval() -> None:
+    step = d.send_failed(ctx(1, 5, spend_limit_probe_s=300.0), SPEND_LIMIT)
+    assert step.outcome is not None and step.outcome.status is Status.RETRYING
+    assert step.pause_channel == "SMS" and step.cooldown is None
+    assert step.ack == Release(300)
+
+
+def test_a_spend_limit_on_the_last_receive_is_kept_not_exhausted() -> None:
+    step = d.send_failed(ctx(5, 5, spend_limit_probe_s=300.0), SPEND_LIMIT)
+    assert step.outcome is not None and step.outcome.status is Status.RETRYING
+    assert isinstance(step.ack, HandBack) and step.ack.reason == "channel_paused"
+    stopping = d.send_failed(ctx(5, 5, stopping=True), SPEND_LIMIT)
+    assert stopping.outcome is not None and stopping.outcome.error_code == d.RETRIES_EXHAUSTED
+
+
+def test_a_paused_channel_hands_back_before_the_claim() -> None:
+    gate = d.before_claim(ctx(1), 0.0, 4.0, 0.0, channel_pause_s=12.5)
+    assert gate is not None and gate.kind is d.Kind.CHANNEL_PAUSED
+    assert gate.ack == HandBack(13, "channel_paused")
+    assert d.before_claim(ctx(1), 0.0, 4.0, 0.0, channel_pause_s=0.0) is None
+
+
+def test_an_account_disabled_names_its_reason_in_the_cooldown() -> None:
+    error = SendError(ErrorKind.ACCOUNT, "AccessDeniedException", "ACCOUNT_DISABLED", "x")
+    step = d.send_failed(ctx(1, 5), error)
+    assert step.cooldown == "AccessDeniedException:ACCOUNT_DISABLED"

@@ -346,11 +346,34 @@ def test_snapshot_names_the_most_recent_and_aggregates_the_rest() -> None:
     assert limiter.snapshot(1).recent[0][0] == "pool-a"  # configured ones rank by use too
 
 
-def test_a_reservation_of_n_tokens_moves_the_schedule_by_n_slots() -> None:
+def test_tokens_advance_the_schedule_by_tokens_over_rate() -> None:
     clock = Clock()
     bucket = IdentityBucket(10.0, burst_s=0.1, clock=clock)
-    assert bucket.reserve(tokens=3) == 0.0  # the first slot is now
-    assert bucket.reserve() == pytest.approx(0.3)  # the next one after the three
+    assert bucket.reserve(3) == 0.0  # a 3-part SMS goes at once...
+    assert bucket.next_wait_s() == pytest.approx(0.3)  # ...and books 3/10 s of the schedule
+    clock.now += bucket.reserve(1)
+    clock.now += bucket.reserve(5)
+    assert clock.now - 1000.0 == pytest.approx(0.4)
+    assert bucket.next_wait_s() == pytest.approx(0.5)
+    # 100 parts in any mix take 100/rate seconds: the quota counts parts, not messages.
+    clock.now = 2000.0
+    bucket = IdentityBucket(10.0, burst_s=0.1, clock=clock)
+    sizes = [1, 4, 2, 3] * 10
+    for size in sizes:
+        clock.now += bucket.reserve(size)
+    assert clock.now - 2000.0 == pytest.approx((sum(sizes) - sizes[-1]) / 10.0)
+
+
+async def test_the_limiter_reserves_parts_of_the_keys_quota() -> None:
+    quotas = {"+1800/SMS": 50.0}
+    limiter = RateLimiter(
+        {"default": 1.0}, burst_s=0.1, clock=Clock(), quota_mps=lambda k: quotas.get(k, 1.0)
+    )
+    assert await limiter.reserve("+1800/SMS", 10) == 0.0
+    # 10 parts at 50/s book 0.2 s, less the burst tolerance of 4 tokens (0.08 s).
+    assert limiter.next_wait_s("+1800/SMS", 1) == pytest.approx(0.12)
+    assert limiter.bucket("+1800/SMS").ceiling_mps == 50.0
+    assert limiter.bucket("+1800").ceiling_mps == 1.0
 
 
 def test_a_new_ceiling_voids_the_slots_handed_out_at_the_old_rate() -> None:

@@ -1,9 +1,10 @@
 """``make run``: the whole thing on local servers, start to finish, in about a minute.
 
 Starts moto (SQS + DynamoDB) and the sandbox on free ports, creates the queue (with a
-dead-letter queue) and the status table, feeds a 1,000-request campaign (with invalid,
-opted-out and expired requests among them) into the queue as the worker drains it, runs a
-real ``sms-worker run`` process with a live progress line, prints a summary, stops everything.
+dead-letter queue) and the status table, feeds a 1,000-request campaign of MMS and SMS (long
+and Unicode SMS bodies of several parts; invalid, opted-out and expired requests among them)
+into the queue as the worker drains it, runs a real ``sms-worker run`` process with a live
+progress line, prints a summary (with the parts sent per channel), stops everything.
 """
 
 from __future__ import annotations
@@ -32,8 +33,16 @@ FAMILIES = tuple(family.value for family in KeyFamily)
 TOTAL = 1_000
 CAMPAIGN = "demo-campaign"
 FAST, SLOW = "pool-demo", "+18005550100"  # identities: a pool and a toll-free number
-WORKER_RATES = f"default=20,{FAST}=20,{SLOW}=6"
-SANDBOX_RATES = f"{FAST}=25,{SLOW}=4"  # the toll-free number is slower than configured
+# SMS is paced in message parts per second, on a bucket of its own per identity.
+WORKER_RATES = f"default=20,{FAST}=20,{FAST}/SMS=40,{SLOW}=6"
+SANDBOX_RATES = f"{FAST}=25,{FAST}/SMS=50,{SLOW}=4"  # the toll-free number is slower
+#: SMS bodies in turn: GSM in 1 part, GSM in 3 parts, Unicode (UCS-2) in 1 and in 2 parts.
+SMS_BODIES = (
+    "Your code is {i}.",
+    "Order {i}: " + "your parcel left our warehouse and is on its way. " * 7,
+    "Заказ {i} отправлен 📦",
+    "Заказ {i}: посылка в пути, курьер позвонит заранее. " * 2 + "🚚",
+)
 OPTED_OUT = [f"+1206555{9000 + i:04d}" for i in range(20)]
 # One event per request reaching its final status (a duplicate delivery logs another event).
 FINAL_EVENTS = ("sent", "failed", "expired")
@@ -50,6 +59,11 @@ def campaign() -> list[Any]:
             "OriginationIdentity": SLOW if i % 10 == 0 else FAST,
             "MessageBody": f"Your order {i} has shipped.",
         }
+        if i % 3 == 2 and i % 50 not in (1, 3, 5):  # a third of the campaign is SMS
+            body["Channel"] = "SMS"
+            body["MessageBody"] = SMS_BODIES[(i // 3) % len(SMS_BODIES)].format(i=i)
+            if i % 30 == 11:
+                del body["OriginationIdentity"]  # the service picks one: the default bucket
         if i % 50 == 1:
             body["MediaUrls"] = ["s3://demo-media/receipt.pdf"]
         if i % 50 == 2:
@@ -238,6 +252,14 @@ async def summary(ddb: Any, table: str, stack: LocalStack, elapsed: float, code:
         f"{len(sends) / span if span else 0:.1f} sends/s; sent twice: "
         f"{sum(1 for c in per_dest.values() if c > 1)}"
     )
+    for channel in sorted({str(i["Channel"]) for i in items if "Channel" in i}):
+        sent = [i for i in items if i.get("Channel") == channel and i["Status"] == "SENT"]
+        parts = Counter(int(i.get("MessageParts", 1)) for i in sent)
+        print(
+            f"  {channel}: sent {len(sent)}, message parts {sum(k * n for k, n in parts.items())}"
+            f" (sandbox accepted {stats.get('parts_by_channel', {}).get(channel, 0)}); "
+            "by parts: " + " ".join(f"{k}:{n}" for k, n in sorted(parts.items()))
+        )
     progress = await read_campaign(ddb, table, CAMPAIGN)
     counts = "  ".join(f"{k}={v}" for k, v in sorted(progress.counts.items()))
     print(f"  campaign counters ({CAMPAIGN}): {counts}")

@@ -14,6 +14,8 @@ from worker.model.mms import MmsRequest, SendRequest
 from worker.model.parse import InvalidRequest, ParsedRequest, parse_request
 from worker.model.rules import CONTRACT_KEYS, ENVELOPE_KEYS, MMS_EXTENSIONS
 from worker.model.schema import request_json_schema
+from worker.model.segments import parts as message_parts
+from worker.model.sms import SmsRequest
 
 __all__ = [
     "CHANNELS",
@@ -28,10 +30,12 @@ __all__ = [
     "MmsRequest",
     "ParsedRequest",
     "SendRequest",
+    "SmsRequest",
     "UnknownChannel",
     "channel_named",
     "mask_identity",
     "mask_phone",
+    "message_parts",
     "parse_request",
     "request_json_schema",
 ]

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from botocore import xform_name
 from pydantic import BaseModel
 
-from worker.model import mms
+from worker.model import mms, sms
 
 
 class ChannelRequest(Protocol):
@@ -36,6 +36,9 @@ class ChannelRequest(Protocol):
     @property
     def NotAfter(self) -> str | None: ...
 
+    @property
+    def parts(self) -> int: ...
+
     def api_params(self) -> dict[str, object]: ...
 
     def model_dump(self, *, exclude_unset: bool = ..., exclude_none: bool = ...) -> Any: ...
@@ -49,8 +52,22 @@ class UnknownChannel(LookupError):
         self.name = name
 
 
+#: The bucket of an SMS request with no OriginationIdentity (the service picks one).
+DEFAULT_RATE_KEY = "default"
+
+
 def _identity(request: ChannelRequest) -> str:
     return request.OriginationIdentity or ""
+
+
+def _identity_and_channel(name: str) -> Callable[[Any], str]:
+    """``IDENTITY/NAME``: the identity's bucket for this channel alone (``default/NAME``
+    when the request names no identity). Its quota is the settings' to look up."""
+
+    def rate_key(request: ChannelRequest) -> str:
+        return f"{request.OriginationIdentity or DEFAULT_RATE_KEY}/{name}"
+
+    return rate_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +79,8 @@ class Channel:
     model: type[BaseModel]  # validates a whole body: the channel's parameters + envelope
     api_keys: tuple[str, ...]  # its parameters, in contract order (the rest is envelope)
     iam_action: str  # what the worker's role must allow for ``operation``
-    # The token bucket a request waits on (per origination identity, as the API throttles).
+    # The token bucket a request waits on (per origination identity, as the API throttles):
+    # MMS ``IDENTITY``, SMS ``IDENTITY/SMS`` (the quota lookup: Settings.rate_for).
     rate_key: Callable[[Any], str] = _identity
     method: str = field(init=False)  # the SDK client's method for ``operation``
 
@@ -83,11 +101,20 @@ MMS = Channel(
     iam_action=f"sms-voice:{mms.OPERATION}",
 )
 
+SMS = Channel(
+    name=sms.NAME,
+    operation=sms.OPERATION,
+    model=sms.SmsRequest,
+    api_keys=sms.API_KEYS,
+    iam_action=f"sms-voice:{sms.OPERATION}",
+    rate_key=_identity_and_channel(sms.NAME),
+)
+
 #: The channel of a body that has no ``Channel`` key.
 DEFAULT_CHANNEL = MMS
 
 #: Every channel, by name.
-CHANNELS: Mapping[str, Channel] = MappingProxyType({c.name: c for c in (MMS,)})
+CHANNELS: Mapping[str, Channel] = MappingProxyType({c.name: c for c in (MMS, SMS)})
 
 #: Every channel, by operation (what the sandbox and the metrics key on).
 BY_OPERATION: Mapping[str, Channel] = MappingProxyType({c.operation: c for c in CHANNELS.values()})

@@ -66,13 +66,25 @@ RULES: Mapping[str, str] = {
     ),
     "Channel": (
         'Channel must be "MMS" (sent with SendMediaMessage; the default when the key is '
-        "absent), the only channel this worker sends"
+        'absent) or "SMS" (sent with SendTextMessage)'
+    ),
+    "MessageType": (f"MessageType must be one of {', '.join(rules.MESSAGE_TYPES)} (SMS only)"),
+    "Keyword": (
+        f"Keyword must be 1..{rules.KEYWORD_MAX} characters, spaces allowed but no other "
+        "white space (SMS only)"
+    ),
+    "DestinationCountryParameters": (
+        "DestinationCountryParameters must be an object of at most "
+        f"{rules.COUNTRY_PARAMETERS_MAX_ENTRIES} entries, keys among "
+        f"{', '.join(rules.COUNTRY_PARAMETER_KEYS)}, each value 1.."
+        f"{rules.COUNTRY_PARAMETER_VALUE_MAX} characters without white space (SMS only)"
     ),
 }
 
 BODY_RULE = (
     "The SQS message body must be a UTF-8 JSON object whose keys are SendMediaMessage "
-    "parameters or the envelope keys RequestId, CampaignId, NotAfter and Channel"
+    'parameters (or SendTextMessage ones with "Channel": "SMS") or the envelope keys '
+    "RequestId, CampaignId, NotAfter and Channel"
 )
 NO_CONTENT = "A request needs MessageBody or MediaUrls (or both); got neither"
 UNEXPECTED = "The body could not be checked because of an internal error; report this"
@@ -145,6 +157,11 @@ def unknown_key(key: str, operation: str) -> str:
     """An unknown key: named only when :func:`reportable_key` allows it, with a hint of the
     contract key it most likely misspells (a hint is our text: given either way).
     ``operation`` is the API operation of the body's channel."""
+    if key in rules.CONTRACT_KEYS:  # a key of another channel (MediaUrls on an SMS)
+        return (
+            f"Key '{key}' is not a {operation} parameter: it belongs to another channel; "
+            "remove it, or set Channel to the channel whose parameter it is"
+        )
     unnamed = (
         " (its name is not shown: it is not shaped like a parameter name)"
         if reportable_key(key) == UNNAMED_KEY
@@ -191,17 +208,20 @@ def _what_was_given(field: str, error_type: str, loc: Sequence[int | str], value
     part = _part(field, loc)
     if error_type.endswith("_type"):
         return f"{json_kind(value)}{part}"
-    if field in ("MediaUrls", "Context") and len(loc) == 1 and error_type == "too_long":
+    if field in _MAPS_AND_LISTS and len(loc) == 1 and error_type == "too_long":
         return "too many entries"
     if field == "MediaUrls" and len(loc) == 1 and error_type == "too_short":
         return "an empty list"
     return f"a value that is not{part}" if not part else f"an invalid value{part}"
 
 
+_MAPS_AND_LISTS = ("MediaUrls", "Context", "DestinationCountryParameters")
+
+
 def _part(field: str, loc: Sequence[int | str]) -> str:
     """Where inside a list or object field the error is (never naming a Context key)."""
     if len(loc) < 2:
         return ""
-    if field == "Context":
+    if field in ("Context", "DestinationCountryParameters"):
         return " as a key in it" if len(loc) >= 3 and loc[-1] == "[key]" else " as a value in it"
     return " as an item in it"

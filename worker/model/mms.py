@@ -71,6 +71,11 @@ class MmsPayload(StrictModel):
         given = self.model_fields_set.intersection(API_KEYS)
         return self.model_dump(include=given)
 
+    @property
+    def parts(self) -> int:
+        """An MMS is one message part, whatever it holds: the tokens its send reserves."""
+        return 1
+
 
 class MmsRequest(EnvelopeFields, MmsPayload):
     """One MMS send request. Build it with :func:`worker.model.parse_request`, not by hand."""

@@ -60,6 +60,11 @@ class ParsedRequest:
         """The rate limiter's bucket for this request (the channel decides what it is)."""
         return self.channel.rate_key(self.payload)
 
+    @property
+    def parts(self) -> int:
+        """The message parts of the request: the tokens of its bucket its send reserves."""
+        return self.payload.parts
+
     def api_params(self) -> dict[str, object]:
         """The keyword arguments of ``channel.operation``: the API members that were given."""
         return self.payload.api_params()

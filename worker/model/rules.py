@@ -28,11 +28,27 @@ MMS_API_KEYS: tuple[str, ...] = (
     "ProtectConfigurationId",
     "MessageFeedbackEnabled",
 )
+#: The ``SendTextMessage`` parameters an SMS body may carry, in contract order.
+SMS_API_KEYS: tuple[str, ...] = (
+    "DestinationPhoneNumber",
+    "OriginationIdentity",
+    "MessageBody",
+    "MessageType",
+    "Keyword",
+    "DestinationCountryParameters",
+    "ConfigurationSetName",
+    "MaxPrice",
+    "TimeToLive",
+    "Context",
+    "DryRun",
+    "ProtectConfigurationId",
+    "MessageFeedbackEnabled",
+)
 #: Keys read by the worker itself, whatever the channel, and never sent to the API.
 ENVELOPE_KEYS: tuple[str, ...] = ("RequestId", "CampaignId", "NotAfter", "Channel")
 #: Every key a body of some channel may carry, in contract order: each channel's parameters
 #: (a key two channels share listed once, where it first appears), then the envelope keys.
-CONTRACT_KEYS: tuple[str, ...] = tuple(dict.fromkeys(MMS_API_KEYS + ENVELOPE_KEYS))
+CONTRACT_KEYS: tuple[str, ...] = tuple(dict.fromkeys(MMS_API_KEYS + SMS_API_KEYS + ENVELOPE_KEYS))
 
 #: File extensions of the media types MMS accepts (compared case-insensitively).
 MMS_EXTENSIONS: tuple[str, ...] = (
@@ -40,7 +56,15 @@ MMS_EXTENSIONS: tuple[str, ...] = (
     "m4a", "mp3", "ogg", "oga", "mov", "webm", "ics", "vcf", "pdf",
 )  # fmt: skip
 
+#: SendTextMessage's MessageType values.
+MESSAGE_TYPES: tuple[str, ...] = ("TRANSACTIONAL", "PROMOTIONAL")
+#: SendTextMessage's DestinationCountryParameters keys (India's DLT registration).
+COUNTRY_PARAMETER_KEYS: tuple[str, ...] = ("IN_ENTITY_ID", "IN_TEMPLATE_ID")
+
 MESSAGE_BODY_MAX = 1600
+KEYWORD_MAX = 30
+COUNTRY_PARAMETERS_MAX_ENTRIES = 10
+COUNTRY_PARAMETER_VALUE_MAX = 64
 MEDIA_URL_MAX = 2048
 TTL_MIN = 5
 TTL_MAX = 259_200
@@ -61,6 +85,10 @@ ORIGINATION_IDENTITY_PATTERN = r"^[A-Za-z0-9_:/+-]{1,256}$"
 NAME_PATTERN = r"^[A-Za-z0-9_:/-]{1,256}$"
 TOKEN_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 MAX_PRICE_PATTERN = r"^[0-9]{0,2}\.[0-9]{1,5}$"
+#: A Keyword: spaces and visible characters, no other white space (the API model's ``[ \S]+``).
+KEYWORD_PATTERN = r"^[ \S]+$"
+#: A DestinationCountryParameters value: no white space at all (the API model's ``\S+``).
+NO_SPACE_PATTERN = r"^\S+$"
 MEDIA_URL_PATTERN = (
     r"^s3://[a-z0-9.-]{3,63}/[^\x00-\x1f\x7f]+\.(?:"
     + "|".join(_any_case(ext) for ext in MMS_EXTENSIONS)

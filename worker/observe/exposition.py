@@ -26,7 +26,7 @@ from prometheus_client.registry import Collector
 
 from worker.health import DEPENDENCIES
 from worker.masking import mask_identity
-from worker.model.channels import operations
+from worker.model.channels import CHANNELS, operations
 
 if TYPE_CHECKING:
     from worker.observe.http import Observed
@@ -50,6 +50,11 @@ _COUNTERS = (
         "sms_worker_deferred",
         "Messages handed back because their identity was booked too far ahead.",
         "deferred",
+    ),
+    (
+        "sms_worker_channel_paused_handbacks",
+        "Messages handed back because their channel was paused (its spend limit reached).",
+        "channel_paused",
     ),
     (
         "sms_worker_lease_busy",
@@ -150,6 +155,27 @@ class WorkerCollector(Collector):
         yield CounterMetricFamily(
             "sms_worker_cooldowns", "Account-wide cool-downs.", value=self._o.cooldown.started_total
         )
+        sent = CounterMetricFamily(
+            "sms_worker_sent_by_channel", "Requests SENT, by channel.", labels=["channel"]
+        )
+        parts = CounterMetricFamily(
+            "sms_worker_message_parts",
+            "Message parts of the requests SENT, by channel (an SMS's segments; an MMS is 1).",
+            labels=["channel"],
+        )
+        for channel in CHANNELS:
+            sent.add_metric([channel], m.sent_by_channel[channel])
+            parts.add_metric([channel], m.parts_by_channel[channel])
+        yield sent
+        yield parts
+        pauses = CounterMetricFamily(
+            "sms_worker_channel_pauses",
+            "Times a channel was paused because its monthly spend limit was reached.",
+            labels=["channel"],
+        )
+        for channel, n in self._o.cooldown.channels.started_total().items():
+            pauses.add_metric([channel], n)
+        yield pauses
 
     def _dependencies(self) -> Iterator[Metric]:
         health = self._o.health
@@ -193,6 +219,14 @@ class WorkerCollector(Collector):
             "1 while sending is paused after an account-wide error.",
             1 if o.cooldown.active else 0,
         )
+        paused = GaugeMetricFamily(
+            "sms_worker_channel_paused",
+            "1 while a channel is paused (its monthly spend limit reached), with the Reason.",
+            labels=["channel", "reason"],
+        )
+        for channel, reason in o.cooldown.channels.paused().items():
+            paused.add_metric([channel, reason], 1)
+        yield paused
         rates = GaugeMetricFamily(
             "sms_worker_identity_rate_mps",
             "Current send rate allowed per origination identity (after throttling), for the "

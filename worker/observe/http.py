@@ -64,6 +64,8 @@ class Observed:
         fallback = sharing.fallback_keys(self.dependency_unready_s) if sharing is not None else 0
         if fallback:
             reasons.append(f"rate_sharing_fallback:keys={fallback}")
+        for channel, why in self.cooldown.channels.paused().items():
+            reasons.append(f"channel_paused:{channel}:{why}")
         return reasons + self.health.unready(self.dependency_unready_s)
 
 

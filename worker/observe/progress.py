@@ -31,6 +31,8 @@ class ProgressLine:
             "progress",
             sends_per_s=round((sent - last_sent) / max(now - last_t, 1e-9), 2),
             cooldown=self._cooldown.reason,
+            channels_paused=self._cooldown.channels.paused() or None,
+            parts_by_channel=dict(self._metrics.parts_by_channel) or None,
             identity_rates=json.dumps({labels[k]: round(r.rate_mps, 2) for k, r in rates}),
             **self._metrics.snapshot(),
         )

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from worker.aws.clients import ConfigurationError, aws_client
-from worker.model import SendRequest
+from worker.model import SendRequest, SmsRequest
 from worker.producer.batch import (
     MAX_BATCH_BYTES,
     MAX_BATCH_ENTRIES,
@@ -31,7 +31,7 @@ from worker.producer.batch import (
 from worker.producer.outcomes import EnqueueResult, EntryFailure, QueueUnavailable, unavailable
 from worker.producer.requests import InvalidSendRequest, PreparedRequest, prepare_request
 
-Request = SendRequest | Mapping[str, Any] | PreparedRequest
+Request = SendRequest | SmsRequest | Mapping[str, Any] | PreparedRequest
 #: ``https://sqs.us-east-1.amazonaws.com/...`` and the legacy ``us-east-1.queue.amazonaws.com``.
 _REGION_IN_URL = re.compile(
     r"https://(?:sqs(?:-fips)?\.([a-z0-9-]+)|([a-z0-9-]+)\.queue)\.amazonaws\.com(?:\.cn)?/"

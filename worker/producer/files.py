@@ -21,6 +21,9 @@ from worker.model.messages import RULES
 Format = Literal["csv", "jsonl"]
 FORMATS: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 CONTEXT_PREFIX = "Context."
+#: The object-valued keys a CSV writes one column per entry of: ``Context.orderId``,
+#: ``DestinationCountryParameters.IN_ENTITY_ID`` (SMS).
+MAP_KEYS = ("Context", "DestinationCountryParameters")
 BOOLEAN_COLUMNS = frozenset({"DryRun", "MessageFeedbackEnabled"})
 _INTEGER = re.compile(r"[0-9]{1,9}")
 _KEY_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,99}")
@@ -117,8 +120,13 @@ def _jsonl_rows(lines: Iterable[bytes]) -> Iterator[RawRow]:
 
 @dataclass(frozen=True, slots=True)
 class _Column:
-    key: str  # the contract key, or the Context entry's key
-    context: bool = False
+    key: str  # the contract key, or the map entry's key
+    into: str | None = None  # the map key (Context, DestinationCountryParameters) it is in
+
+    @property
+    def context(self) -> bool:
+        """An entry of a map key rather than a key of its own."""
+        return self.into is not None
 
 
 def _suggest(name: str) -> str:
@@ -144,12 +152,14 @@ def parse_header(names: list[str]) -> list[_Column]:
         if name in seen:
             problems.append(f"column {position} {_shown(name)} appears twice; keep one")
         seen.add(name)
-        if name.startswith(CONTEXT_PREFIX) and name[len(CONTEXT_PREFIX) :].strip():
-            columns.append(_Column(name[len(CONTEXT_PREFIX) :], context=True))
-        elif name == "Context":
+        into, dot, entry = name.partition(".")
+        if dot and into in MAP_KEYS and entry.strip():
+            columns.append(_Column(entry, into=into))
+        elif name in MAP_KEYS:
+            example = "orderId" if name == "Context" else "IN_ENTITY_ID"
             problems.append(
-                f"column {position} 'Context': write one column per entry, named "
-                "Context.<key> (such as Context.orderId)"
+                f"column {position} '{name}': write one column per entry, named "
+                f"{name}.<key> (such as {name}.{example})"
             )
         elif name in CONTRACT_KEYS:
             columns.append(_Column(name))
@@ -186,8 +196,9 @@ def _cell_value(column: _Column, cell: str) -> tuple[Any, str]:
 
 
 def csv_row_data(columns: list[_Column], cells: list[str], line: int) -> RawRow:
-    """One CSV record as request data: empty cells are absent, Context.* cells fold into
-    ``Context``, TimeToLive is an integer, DryRun and MessageFeedbackEnabled booleans."""
+    """One CSV record as request data: empty cells are absent, Context.* (and
+    DestinationCountryParameters.*) cells fold into their object, TimeToLive is an integer,
+    DryRun and MessageFeedbackEnabled booleans."""
     if len(cells) != len(columns):
         return RawRow(
             line,
@@ -198,22 +209,20 @@ def csv_row_data(columns: list[_Column], cells: list[str], line: int) -> RawRow:
             ),
         )
     data: dict[str, Any] = {}
-    context: dict[str, str] = {}
+    maps: dict[str, dict[str, str]] = {}
     for column, cell in zip(columns, cells, strict=True):
         if cell == "":
             continue
         if _UNDECODABLE.search(cell):
-            field = "Context" if column.context else column.key
-            return RawRow(line, field=field, message=NOT_UTF8)
-        if column.context:
-            context[column.key] = cell
+            return RawRow(line, field=column.into or column.key, message=NOT_UTF8)
+        if column.into is not None:
+            maps.setdefault(column.into, {})[column.key] = cell
             continue
         value, problem = _cell_value(column, cell)
         if problem:
             return RawRow(line, field=column.key, message=problem)
         data[column.key] = value
-    if context:
-        data["Context"] = context
+    data.update(maps)
     return RawRow(line, data=data)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from worker.model import ChannelRequest, InvalidRequest, SendRequest, parse_request
+from worker.model import ChannelRequest, InvalidRequest, SendRequest, SmsRequest, parse_request
 
 #: Stands in for the SQS MessageId while a body is validated before it has one.
 PLACEHOLDER_MESSAGE_ID = "00000000-0000-0000-0000-000000000000"
@@ -73,18 +73,21 @@ def request_data(request: ChannelRequest) -> dict[str, Any]:
     return data
 
 
-def prepare_request(request: SendRequest | Mapping[str, Any] | PreparedRequest) -> PreparedRequest:
+def prepare_request(
+    request: SendRequest | SmsRequest | Mapping[str, Any] | PreparedRequest,
+) -> PreparedRequest:
     """Validate ``request`` and serialise it; :class:`InvalidSendRequest` if the worker would
     reject it, ``TypeError`` if it is neither a ``SendRequest`` nor a mapping."""
     if isinstance(request, PreparedRequest):
         return request
-    if isinstance(request, SendRequest):
+    if isinstance(request, SendRequest | SmsRequest):
         data = request_data(request)
     elif isinstance(request, Mapping):
         data = dict(request)
     else:
         raise TypeError(
-            "a send request must be a worker.model.SendRequest or a dict of contract keys, "
+            "a send request must be a worker.model.SendRequest or a dict of contract keys (or "
+            "a worker.model.SmsRequest), "
             f"not {type(request).__name__}"
         )
     if not all(isinstance(key, str) for key in data):
@@ -103,13 +106,16 @@ def prepare_request(request: SendRequest | Mapping[str, Any] | PreparedRequest) 
     return result
 
 
-def validate_request(request: SendRequest | Mapping[str, Any]) -> SendRequest:
-    """The ``SendRequest`` the worker will read from ``request``; raises
-    :class:`InvalidSendRequest` for an invalid one."""
+def validate_request(
+    request: SendRequest | SmsRequest | Mapping[str, Any],
+) -> SendRequest | SmsRequest:
+    """The request model (``SendRequest`` for MMS, ``SmsRequest`` for SMS) the worker will
+    read from ``request``; raises :class:`InvalidSendRequest` for an invalid one."""
     prepared = prepare_request(request)
     result = parse_request(prepared.body, sqs_message_id=PLACEHOLDER_MESSAGE_ID)
     if isinstance(result, InvalidRequest):  # pragma: no cover - prepare_request checked it
         raise InvalidSendRequest(result.field, result.message)
-    if not isinstance(result.payload, SendRequest):  # pragma: no cover - only MMS so far
-        raise TypeError(f"a {result.channel.name} request is not a SendRequest")
-    return result.payload
+    payload = result.payload
+    if not isinstance(payload, SendRequest | SmsRequest):  # pragma: no cover - a new channel
+        raise TypeError(f"a {result.channel.name} request has no producer model yet")
+    return payload

@@ -68,7 +68,9 @@ class Worker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.cooldown = Cooldown(settings.cooldown_s)
+        self.cooldown = Cooldown(
+            settings.cooldown_s, spend_limit_probe_s=settings.spend_limit_probe_s
+        )
         self.health = DependencyHealth()
         self.limiter: Limiter | None = None  # built at start-up, once the clients are open
         self.stopping = asyncio.Event()

@@ -1,4 +1,5 @@
-"""Token buckets, one per origination identity, as the service's MPS limit is."""
+"""Token buckets, one per origination identity and channel, as the service's MPS limit is
+(SMS counted in message parts)."""
 
 from __future__ import annotations
 
@@ -28,12 +29,13 @@ class TokenBucket:
         elapsed = max(0.0, now - self._stamp)
         return min(self.capacity, self._tokens + elapsed * self.rate)
 
-    def try_take(self, now: float) -> bool:
-        """Take one token if there is one; ``False`` means throttled."""
+    def try_take(self, now: float, count: float = 1.0) -> bool:
+        """Take ``count`` tokens if there are (a full bucket when ``count`` is more than it
+        holds: the rest is a debt refilled first); ``False`` means throttled."""
         tokens = self.tokens(now)
         self._stamp = max(self._stamp, now)
-        if tokens >= 1.0:
-            self._tokens = tokens - 1.0
+        if tokens >= min(count, self.capacity):
+            self._tokens = tokens - count
             return True
         self._tokens = tokens
         return False
@@ -47,14 +49,16 @@ class RateLimiter:
         self._clock = clock
         self._buckets: dict[str, TokenBucket] = {}
 
-    def try_acquire(self, identity: str) -> bool:
-        """Take a token for a send from ``identity``; ``False`` means throttled."""
-        rate = self._config.rate_for(identity)
+    def try_acquire(self, identity: str, channel: str = "MMS", parts: int = 1) -> bool:
+        """Take ``parts`` tokens for a send from ``identity`` on ``channel`` (each channel
+        has its own bucket); ``False`` means throttled."""
+        rate = self._config.rate_for(identity, channel)
         if rate is None:
             return True
         now = self._clock()
-        bucket = self._buckets.get(identity)
+        key = f"{identity}/{channel}"
+        bucket = self._buckets.get(key)
         if bucket is None:
             capacity = max(1.0, self._config.burst_s * rate)
-            bucket = self._buckets[identity] = TokenBucket(rate, capacity, now)
-        return bucket.try_take(now)
+            bucket = self._buckets[key] = TokenBucket(rate, capacity, now)
+        return bucket.try_take(now, parts)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ACCOUNT_ERRORS = ("AccessDeniedException", "ServiceQuotaExceededException")
+#: Channels whose monthly spend limit the sandbox can say is reached (``spend_limit_reached``).
+SPEND_LIMIT_CHANNELS = ("MMS", "SMS")
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +23,11 @@ class SandboxConfig:
     """How the sandbox answers ``SendMediaMessage``. Units are in the names.
 
     ``default_mps`` applies to identities not in ``mps``; ``None`` means unlimited. Each
-    identity gets a token bucket holding ``max(1, burst_s * rate)`` tokens. Destinations in
+    identity gets a token bucket per channel holding ``max(1, burst_s * rate)`` tokens; an
+    SMS takes one token per message part. ``mps`` keys are ``IDENTITY`` (both channels) or
+    ``IDENTITY/SMS``, ``IDENTITY/MMS`` (one channel); an SMS with no identity is ``default``.
+    A channel in ``spend_limit_reached`` answers ServiceQuotaExceededException
+    MONTHLY_SPEND_LIMIT_REACHED_FOR_TEXT (SMS) or _FOR_MEDIA (MMS) to every send. Destinations in
     ``opted_out`` get ConflictException; destinations starting with one of
     ``blocked_prefixes`` (e.g. ``+44``) get ValidationException DESTINATION_COUNTRY_BLOCKED.
     """
@@ -36,6 +42,7 @@ class SandboxConfig:
     blocked_prefixes: AbstractSet[str] = frozenset()
     known_identities: AbstractSet[str] | None = None
     account_error: str | None = None
+    spend_limit_reached: AbstractSet[str] = frozenset()
     record_path: str | None = None
     seed: int | None = None
 
@@ -44,12 +51,16 @@ class SandboxConfig:
         object.__setattr__(self, "mps", dict(self.mps))
         object.__setattr__(self, "opted_out", frozenset(self.opted_out))
         object.__setattr__(self, "blocked_prefixes", frozenset(self.blocked_prefixes))
+        object.__setattr__(self, "spend_limit_reached", frozenset(self.spend_limit_reached))
         if self.known_identities is not None:
             object.__setattr__(self, "known_identities", frozenset(self.known_identities))
         _check_config(self)
 
-    def rate_for(self, identity: str) -> float | None:
-        """Messages per second allowed for ``identity`` (``None``: unlimited)."""
+    def rate_for(self, identity: str, channel: str | None = None) -> float | None:
+        """Messages (SMS: parts) per second allowed for ``identity`` on ``channel``
+        (``None``: unlimited): ``IDENTITY/CHANNEL``, else ``IDENTITY``, else the default."""
+        if channel is not None and f"{identity}/{channel}" in self.mps:
+            return self.mps[f"{identity}/{channel}"]
         return self.mps.get(identity, self.default_mps)
 
 
@@ -69,6 +80,12 @@ def _check_config(config: SandboxConfig) -> None:
         raise ValueError("fault_rate must be between 0 and 1")
     if any(not prefix for prefix in config.blocked_prefixes):
         raise ValueError("blocked_prefixes must be non-empty strings, e.g. '+44'")
+    unknown = sorted(set(config.spend_limit_reached) - set(SPEND_LIMIT_CHANNELS))
+    if unknown:
+        raise ValueError(
+            f"spend_limit_reached names unknown channels {unknown}; "
+            f"use {list(SPEND_LIMIT_CHANNELS)}"
+        )
     if config.account_error is not None and config.account_error not in ACCOUNT_ERRORS:
         raise ValueError(f"account_error must be one of {', '.join(ACCOUNT_ERRORS)} or null")
 
@@ -88,6 +105,7 @@ def config_to_json(config: SandboxConfig) -> dict[str, Any]:
             None if config.known_identities is None else sorted(config.known_identities)
         ),
         "account_error": config.account_error,
+        "spend_limit_reached": sorted(config.spend_limit_reached),
         "record_path": config.record_path,
         "seed": config.seed,
     }
@@ -122,7 +140,7 @@ def _parse_field(name: str, value: object) -> object:
         if not isinstance(value, dict):
             raise ValueError("mps must be an object of {identity: messages per second}")
         return {str(k): _number(f"mps[{k}]", v) for k, v in value.items()}
-    if name in ("opted_out", "blocked_prefixes"):
+    if name in ("opted_out", "blocked_prefixes", "spend_limit_reached"):
         return _strings(name, value)
     if name == "known_identities":
         return None if value is None else _strings(name, value)

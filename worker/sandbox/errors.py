@@ -95,10 +95,23 @@ def not_found(identity: str) -> ApiError:
 def account_error(code: str) -> ApiError:
     if code == "AccessDeniedException":
         return ApiError("AccessDeniedException", "Account is disabled", Reason="ACCOUNT_DISABLED")
+    # An account-wide quota with no Reason the worker treats per channel (see spend_limit).
+    return ApiError(code, "A service quota of the account is exceeded")
+
+
+#: The Reason of a spend limit reached, per channel name.
+SPEND_LIMIT_REASONS = {
+    "SMS": "MONTHLY_SPEND_LIMIT_REACHED_FOR_TEXT",
+    "MMS": "MONTHLY_SPEND_LIMIT_REACHED_FOR_MEDIA",
+}
+
+
+def spend_limit(channel: str) -> ApiError:
+    """The account's monthly spend limit of ``channel`` is reached."""
     return ApiError(
-        code,
-        "Monthly spend limit reached for media messages",
-        Reason="MONTHLY_SPEND_LIMIT_REACHED_FOR_MEDIA",
+        "ServiceQuotaExceededException",
+        f"Monthly spend limit reached for {channel} messages",
+        Reason=SPEND_LIMIT_REASONS[channel],
     )
 
 

@@ -18,6 +18,8 @@ from typing import Any
 import structlog
 
 from worker.masking import mask_identity, mask_phone
+from worker.model import segments
+from worker.model.channels import BY_OPERATION, Channel
 from worker.sandbox import errors
 from worker.sandbox.bucket import Clock, RateLimiter
 from worker.sandbox.config import SandboxConfig
@@ -44,10 +46,13 @@ class SandboxCounters:
     not_found: int = 0
     blocked: int = 0
     account_errors: int = 0
+    spend_limited: int = 0
     unknown_operations: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
     accepted_by_identity: dict[str, int] = field(default_factory=dict)
+    accepted_by_channel: dict[str, int] = field(default_factory=dict)
+    parts_by_channel: dict[str, int] = field(default_factory=dict)  # message parts accepted
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -63,6 +68,8 @@ class SendRecord:
     destination: str
     dry_run: bool
     params: dict[str, Any]
+    channel: str = "MMS"
+    parts: int = 1  # message parts (an SMS body's segments; an MMS is 1)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -135,18 +142,25 @@ class SandboxState:
                 "sandbox_send_invalid", reason=invalid[0], fields=[e.name for e in invalid[1]]
             )
             raise errors.validation_error(*invalid)
-        return self._send(params)
+        return self._send(params, BY_OPERATION[target.removeprefix(TARGET_PREFIX)])
 
-    def _send(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _send(self, params: dict[str, Any], channel: Channel) -> dict[str, Any]:
         counters, config = self.counters, self._config
-        identity: str = params["OriginationIdentity"]
+        # An SMS may name no identity (the service picks one): its bucket is "default".
+        identity: str = params.get("OriginationIdentity") or "default"
         destination: str = params["DestinationPhoneNumber"]
+        body = params.get("MessageBody")
+        parts = segments.parts(body) if channel.name == "SMS" and isinstance(body, str) else 1
         outcome = "accepted"
         try:
             if config.account_error is not None:
                 outcome = "account_error"
                 counters.account_errors += 1
                 raise errors.account_error(config.account_error)
+            if channel.name in config.spend_limit_reached:
+                outcome = "spend_limit"
+                counters.spend_limited += 1
+                raise errors.spend_limit(channel.name)
             if config.known_identities is not None and identity not in config.known_identities:
                 outcome = "not_found"
                 counters.not_found += 1
@@ -156,7 +170,7 @@ class SandboxState:
                 outcome = "blocked"
                 counters.blocked += 1
                 raise errors.blocked(prefix)
-            if not self._limiter.try_acquire(identity):
+            if not self._limiter.try_acquire(identity, channel.name, parts):
                 outcome = "throttled"
                 counters.throttled += 1
                 raise errors.throttled()
@@ -168,6 +182,8 @@ class SandboxState:
             log.debug(
                 "sandbox_send",
                 outcome=outcome,
+                channel=channel.name,
+                parts=parts,
                 identity=mask_identity(identity),
                 destination=mask_phone(destination),
             )
@@ -178,6 +194,8 @@ class SandboxState:
             destination=destination,
             dry_run=bool(params.get("DryRun", False)),
             params=params,
+            channel=channel.name,
+            parts=parts,
         )
         self._record(record)
         return {"MessageId": record.message_id}
@@ -188,6 +206,9 @@ class SandboxState:
         counters.dry_runs += int(record.dry_run)
         by_identity = counters.accepted_by_identity
         by_identity[record.identity] = by_identity.get(record.identity, 0) + 1
+        by_channel, parts = counters.accepted_by_channel, counters.parts_by_channel
+        by_channel[record.channel] = by_channel.get(record.channel, 0) + 1
+        parts[record.channel] = parts.get(record.channel, 0) + record.parts
         self.sends.append(record)
         path = self._config.record_path
         if path is None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import botocore.session
 
-from worker.model.channels import MMS
+from worker.model.channels import MMS, SMS
 
 SERVICE_NAME = "pinpoint-sms-voice-v2"
 OPERATION_NAME = MMS.operation  # the default of input_shape
@@ -207,10 +207,25 @@ def validate_send_media_message(params: object) -> tuple[str, list[FieldError]] 
     return reason, errors
 
 
+def validate_send_text_message(params: object) -> tuple[str, list[FieldError]] | None:
+    """``None`` when ``params`` is a valid SendTextMessage request, else (Reason, errors).
+
+    The API model leaves MessageBody optional, but a text message needs one: its absence is
+    ``MISSING_PARAMETER`` as for a required member. Unknown members (``MediaUrls``) fail."""
+    errors = validate(input_shape(SMS.operation), params)
+    if isinstance(params, dict) and params.get("MessageBody") is None:
+        errors.append(FieldError("MessageBody", "Member must not be null", True))
+    if not errors:
+        return None
+    reason = "MISSING_PARAMETER" if any(e.missing for e in errors) else "FIELD_VALIDATION_FAILED"
+    return reason, errors
+
+
 #: (Reason, errors) for an invalid request, None for a valid one.
 Validator = Callable[[object], tuple[str, list[FieldError]] | None]
 
 #: The sandbox's handler of each registered channel's operation: how the service checks it.
 VALIDATORS: Mapping[str, Validator] = {
     MMS.operation: validate_send_media_message,
+    SMS.operation: validate_send_text_message,
 }

@@ -31,6 +31,7 @@ class ErrorKind(enum.Enum):
     TRANSIENT = "transient"  # retry: in process, then across receives
     PERMANENT = "permanent"  # the request itself is wrong: FAILED, no retry
     ACCOUNT = "account"  # the whole account can't send now: cool down
+    CHANNEL = "channel"  # one channel can't send (its monthly spend limit): pause it
 
 
 PERMANENT_CODES = frozenset(
@@ -38,6 +39,14 @@ PERMANENT_CODES = frozenset(
 )
 # Credentials that stopped working are account-wide too: no request would succeed.
 ACCOUNT_CODES = frozenset({"ServiceQuotaExceededException"}) | CREDENTIAL_CODES
+#: ServiceQuotaExceededException Reasons that stop one channel, by the channel they name.
+SPEND_LIMIT_CHANNELS = {
+    "MONTHLY_SPEND_LIMIT_REACHED_FOR_TEXT": "SMS",
+    "MONTHLY_SPEND_LIMIT_REACHED_FOR_MEDIA": "MMS",
+}
+#: AccessDeniedException Reasons that mean the account itself cannot send (named in the
+#: cool-down's reason, so logs, metrics and /readyz say so).
+ACCOUNT_STATE_REASONS = ("ACCOUNT_DISABLED", "INSUFFICIENT_ACCOUNT_REPUTATION")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +63,23 @@ class SendError:
     def throttled(self) -> bool:
         return self.code in THROTTLING_CODES
 
+    @property
+    def paused_channel(self) -> str | None:
+        """The channel this error pauses (a monthly spend limit reached), if any."""
+        if self.kind is not ErrorKind.CHANNEL or self.reason is None:
+            return None
+        return SPEND_LIMIT_CHANNELS.get(self.reason)
+
+    @property
+    def cooldown_reason(self) -> str | None:
+        """What the account-wide cool-down says it is for: the code, with the Reason when
+        the account itself is disabled; None when this error starts no cool-down."""
+        if self.kind is not ErrorKind.ACCOUNT:
+            return None
+        if self.reason in ACCOUNT_STATE_REASONS:
+            return f"{self.code}:{self.reason}"
+        return self.code
+
 
 def classify(exc: BaseException) -> SendError | None:
     """Map an exception from a send call to a :class:`SendError`; None if not a send error."""
@@ -64,6 +90,8 @@ def classify(exc: BaseException) -> SendError | None:
         status = http_status(exc)
         if code in PERMANENT_CODES:
             kind = ErrorKind.PERMANENT
+        elif code == "ServiceQuotaExceededException" and str(reason) in SPEND_LIMIT_CHANNELS:
+            kind = ErrorKind.CHANNEL
         elif code in ACCOUNT_CODES:
             kind = ErrorKind.ACCOUNT
         else:

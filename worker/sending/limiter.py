@@ -62,11 +62,13 @@ class SharingView:
 
 class Limiter(Protocol):
     def next_wait_s(self, key: str, tokens: int = 1) -> float:
-        """How long a send for ``key`` starting now would wait for its slot (books nothing)."""
+        """How long a send of ``tokens`` (an SMS's message parts; an MMS is 1) for ``key``
+        starting now would wait for its slot (books nothing)."""
         ...
 
     async def reserve(self, key: str, tokens: int = 1) -> float:
-        """Book ``key``'s next ``tokens`` slots and wait for them; returns the seconds waited."""
+        """Book ``tokens`` of ``key``'s schedule and wait for the first; returns the seconds
+        waited."""
         ...
 
     def on_throttle(self, key: str) -> None:
@@ -101,7 +103,12 @@ def _local(ctx: LimiterContext) -> Limiter:
 
     s = ctx.settings
     # A bucket stays while a request may hold it: a token wait, then a lease of retries.
-    return RateLimiter(s.rate_limits, s.rate_burst_s, in_use_s=s.max_token_wait_s + s.lease_s + 30)
+    return RateLimiter(
+        s.rate_limits,
+        s.rate_burst_s,
+        in_use_s=s.max_token_wait_s + s.lease_s + 30,
+        quota_mps=s.rate_for,
+    )
 
 
 def _dynamodb(ctx: LimiterContext) -> Limiter:

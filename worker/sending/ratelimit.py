@@ -210,8 +210,11 @@ class RateLimiter:
         max_buckets: int = MAX_BUCKETS,
         idle_expiry_s: float = IDLE_EXPIRY_S,
         in_use_s: float = IN_USE_S,
+        quota_mps: Callable[[str], float] | None = None,
     ) -> None:
         self._limits = dict(limits_mps)
+        # A key's ceiling: the settings' lookup (Settings.rate_for) when given.
+        self._quota_mps = quota_mps or self._configured_rate
         self._burst_s = burst_s
         self._clock = clock
         self._max = max_buckets
@@ -233,8 +236,7 @@ class RateLimiter:
         if entry is not None:
             entry.last_used = now
             return entry.bucket
-        ceiling = self._limits.get(identity, self._limits.get(DEFAULT_KEY, 20.0))
-        entry = _Entry(IdentityBucket(ceiling, self._burst_s, self._clock), now)
+        entry = _Entry(IdentityBucket(self._quota_mps(identity), self._burst_s, self._clock), now)
         if identity in self._limits:
             self._configured[identity] = entry
         else:
@@ -242,9 +244,13 @@ class RateLimiter:
             self._evict(now, spare_newest=True)
         return entry.bucket
 
+    def _configured_rate(self, key: str) -> float:
+        return self._limits.get(key, self._limits.get(DEFAULT_KEY, 20.0))
+
     # -- the Limiter interface --------------------------------------------------------------
     def next_wait_s(self, key: str, tokens: int = 1) -> float:
-        return self.bucket(key).next_wait_s(tokens)
+        # The wait is for the first token: the others push the next request's slot back.
+        return self.bucket(key).next_wait_s()
 
     async def reserve(self, key: str, tokens: int = 1) -> float:
         return await self.bucket(key).acquire(tokens)

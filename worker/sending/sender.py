@@ -100,11 +100,13 @@ class Sender:
         progress: SendProgress | None = None,
         deadline: float | None = None,
         channel: Channel = DEFAULT_CHANNEL,
+        tokens: int = 1,
     ) -> SendResult:
         """Send with retries; never raises for a send error (only for cancellation).
 
         ``params`` are ``channel.operation``'s arguments; ``identity`` is the rate-limit key
-        (``ParsedRequest.rate_key``). ``deadline`` (``time.monotonic()``): when the claim's
+        (``ParsedRequest.rate_key``), ``tokens`` what each call reserves of it (an SMS's
+        message parts). ``deadline`` (``time.monotonic()``): when the claim's
         lease ends. A retry whose token wait and call could not both end before it is not
         made; the last error stands."""
         s = self._settings
@@ -123,7 +125,7 @@ class Sender:
                         raise _LeaseSpent
                 try:
                     async with asyncio.timeout(budget_s):
-                        await limiter.reserve(identity)
+                        await limiter.reserve(identity, tokens)
                 except TimeoutError:
                     raise _LeaseSpent from None
             state.calls += 1

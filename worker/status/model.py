@@ -128,6 +128,8 @@ class RecordFields:
     destination: str | None = None
     identity: str | None = None
     dry_run: bool = False
+    channel: str | None = None  # MMS or SMS, once the body names a valid one
+    message_parts: int | None = None  # the parts its send reserves (an MMS is 1)
 
 
 @dataclass(frozen=True, slots=True)

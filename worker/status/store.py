@@ -76,6 +76,8 @@ class StatusStore:
             ("CampaignId", info.campaign_id),
             ("DestinationPhoneNumber", info.destination),
             ("OriginationIdentity", info.identity),
+            ("Channel", info.channel),
+            ("MessageParts", info.message_parts),
         ):
             if value is not None:
                 sets.append(f"{attr} = :{attr}")

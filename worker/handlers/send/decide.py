@@ -48,6 +48,7 @@ class Kind(enum.StrEnum):
     LEASE_LOST = "lease_lost"
     DEFERRED = "deferred"
     COOLDOWN = "cooldown"
+    CHANNEL_PAUSED = "channel_paused"  # its channel's spend limit: handed back, no call
     SHUTDOWN = "shutdown"
     STORE_UNAVAILABLE = "store_unavailable"
     KEPT = "kept_on_last_receive"
@@ -62,6 +63,7 @@ class Decision:
     outcome: Outcome | None = None  # a status to write first (SENT: with ``message_id``)
     message_id: str | None = None
     cooldown: str | None = None  # start the account-wide cool-down for this error code
+    pause_channel: str | None = None  # pause this channel (its spend limit was reached)
     seen_status: str | None = None  # refused: the status of the record that refused it
 
 
@@ -85,6 +87,7 @@ class Context:
     sms_outage: bool = False  # the SMS API answers nobody (health says so)
     cooldown_s: float = 300.0  # how long an account-wide error pauses sending
     cooldown_remaining_s: float = 0.0
+    spend_limit_probe_s: float = 300.0  # how long a channel's spend limit pauses it
     redelivery_base_delay_s: int = 5
     redelivery_max_delay_s: int = 300
 
@@ -143,7 +146,9 @@ def send_failed(ctx: Context, error: SendError) -> Decision:
             error_message=error.message,
         )
         return Decision(Delete(), Kind.FAILED, outcome)
-    cooldown = error.code if error.kind is ErrorKind.ACCOUNT else None
+    if error.kind is ErrorKind.CHANNEL:
+        return _channel_paused(ctx, error)
+    cooldown = error.cooldown_reason
     # The SMS API unreachable (no answer at all, while it fails for every call): the request
     # was never judged, so its last receive is kept rather than exhausted.
     outage = not error.answered and ctx.sms_outage
@@ -176,6 +181,27 @@ def send_failed(ctx: Context, error: SendError) -> Decision:
     return Decision(ack, Kind.RETRYING, outcome, cooldown=cooldown)
 
 
+def _channel_paused(ctx: Context, error: SendError) -> Decision:
+    """A channel's monthly spend limit: RETRYING, back on the queue until the next probe. Its
+    last receive is kept in the task rather than exhausted (the request was refused for the
+    account's state, not for itself), unless the worker is stopping."""
+    outcome = Outcome(
+        Status.RETRYING,
+        error_code=error.code,
+        error_reason=error.reason,
+        error_message=error.message,
+    )
+    if ctx.last_receive and ctx.stopping:
+        return exhausted(ctx, "shutdown")
+    delay_s = max(
+        math.ceil(ctx.spend_limit_probe_s),
+        int(backoff_ceiling_s(ctx.receive_count, ctx.redelivery_base_delay_s,
+                              ctx.redelivery_max_delay_s)),
+    )  # fmt: skip
+    ack: Ack = HandBack(delay_s, "channel_paused") if ctx.last_receive else Release(delay_s)
+    return Decision(ack, Kind.RETRYING, outcome, pause_channel=error.paused_channel)
+
+
 def exhausted(ctx: Context, reason: str) -> Decision:
     """Last allowed receive, and the worker must let go (a shutdown): FAILED/RETRIES_EXHAUSTED
     first, so the dead-letter queue holds only final requests."""
@@ -195,14 +221,22 @@ def exhausted(ctx: Context, reason: str) -> Decision:
 
 
 def before_claim(
-    ctx: Context, token_wait_s: float, max_token_wait_s: float, jitter: float
+    ctx: Context,
+    token_wait_s: float,
+    max_token_wait_s: float,
+    jitter: float,
+    channel_pause_s: float = 0.0,
 ) -> Decision | None:
-    """Whether to hand the message back before claiming it: a cool-down, or an identity booked
-    further ahead than a message should be held (``jitter`` in [0, 1) spreads those out)."""
+    """Whether to hand the message back before claiming it: a cool-down, its channel paused
+    (``channel_pause_s``: till its next probe), or an identity booked further ahead than a
+    message should be held (``jitter`` in [0, 1) spreads those out)."""
     if ctx.stopping:
         return Decision(HandBack(0, "shutdown"), Kind.SHUTDOWN)
     if ctx.cooldown_remaining_s > 0:
         return Decision(HandBack(math.ceil(ctx.cooldown_remaining_s), "cooldown"), Kind.COOLDOWN)
+    if channel_pause_s > 0:
+        back = HandBack(math.ceil(channel_pause_s), "channel_paused")
+        return Decision(back, Kind.CHANNEL_PAUSED)
     if token_wait_s > max_token_wait_s and ctx.receive_count < ctx.max_receive_count - 1:
         # Hand it back for when its turn comes, so it holds no slot a faster identity needs.
         delay_s = math.ceil(token_wait_s * (1 + jitter / 2))
@@ -243,4 +277,6 @@ def record_fields(
         parsed.destination,
         parsed.identity,
         parsed.dry_run,
+        parsed.channel.name,
+        parsed.parts,
     )

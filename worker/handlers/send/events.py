@@ -63,6 +63,7 @@ class MetricsListener:
         Kind.DEFERRED: "deferred",
         Kind.STORE_UNAVAILABLE: "store_errors",
         Kind.KEPT: "kept_last_receive",
+        Kind.CHANNEL_PAUSED: "channel_paused",
         Kind.SENT_ABANDONED: "sent_abandoned",
         Kind.UNSETTLED: "unsettled",
     }
@@ -75,6 +76,10 @@ class MetricsListener:
         name = self._COUNTERS.get(event.kind)
         if name is not None:
             setattr(m, name, getattr(m, name) + 1)
+        fields = event.fields
+        if event.kind is Kind.SENT and fields is not None and fields.channel is not None:
+            m.sent_by_channel[fields.channel] += 1
+            m.parts_by_channel[fields.channel] += fields.message_parts or 1
         elif event.kind is Kind.FAILED:
             code = event.outcome.error_code if event.outcome else None
             m.failed[code or Status.FAILED] += 1
@@ -129,6 +134,7 @@ class LogListener:
             {"action": "the message is handed back and delivered again; check DynamoDB"},
         ),
         Kind.KEPT: ("info", "kept_on_last_receive", {}),
+        Kind.CHANNEL_PAUSED: ("info", "channel_paused_handed_back", {}),
         Kind.SENT_ABANDONED: ("warning", "let_go", {"reason": "sent_abandoned"}),
         Kind.UNSETTLED: ("error", "unsettled_message", {"effect": "handed back"}),
     }
@@ -139,6 +145,10 @@ class LogListener:
             return
         level, name, static = line
         keys = dict(event.detail)
+        if event.fields is not None and event.fields.channel is not None:
+            keys.setdefault("channel", event.fields.channel)
+            if event.fields.channel != "MMS":
+                keys.setdefault("message_parts", event.fields.message_parts)
         outcome = event.outcome
         if outcome is not None and outcome.error_code is not None:
             keys.setdefault("error_code", outcome.error_code)

@@ -52,6 +52,7 @@ class DecisionExecutor(Holding):
             sms_outage=self._health.failing(SMS),
             cooldown_s=cooldown.duration_s,
             cooldown_remaining_s=cooldown.remaining_s,
+            spend_limit_probe_s=self._s.spend_limit_probe_s,
             redelivery_base_delay_s=self._s.redelivery_base_delay_s,
             redelivery_max_delay_s=self._s.redelivery_max_delay_s,
         )
@@ -71,6 +72,7 @@ class DecisionExecutor(Holding):
         reopened = False  # the claim's re-opening was told with Kind.CLAIMED
         if step.cooldown is not None:
             self._cooldown.trigger(step.cooldown)
+        self._channel_state(held, step, result)
         if step.outcome is not None and step.outcome.status is Status.SENT:
             assert claim is not None and held.fields is not None and step.message_id is not None
             try:
@@ -111,6 +113,23 @@ class DecisionExecutor(Holding):
         else:
             return step.ack
         return None
+
+    def _channel_state(
+        self, held: HeldMessage, step: d.Decision, result: SendResult | None
+    ) -> None:
+        """What a send's answer says of its channel: paused by its spend limit, or sending."""
+        if step.pause_channel is not None:
+            reason = step.outcome.error_reason if step.outcome is not None else None
+            self._cooldown.channels[step.pause_channel].pause(reason or "SPEND_LIMIT")
+            return
+        channel = held.fields.channel if held.fields is not None else None
+        if result is None or channel is None:
+            return
+        pause = self._cooldown.channels[channel]
+        if result.message_id is not None:
+            pause.resume()
+        else:
+            pause.probe_done()
 
     async def _write(self, held: HeldMessage, outcome: Outcome, claim: Claim | None,
                      calls: int) -> ClaimRefused | Recorded | HandBack | None:  # fmt: skip

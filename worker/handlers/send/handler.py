@@ -73,13 +73,14 @@ class SendHandler(DecisionExecutor):
         if isinstance(step, d.Decision):
             return await self.shielded(held, self._carry_out(held, step))
         assert not isinstance(parsed, InvalidRequest)
-        identity = parsed.rate_key
+        identity, parts = parsed.rate_key, parsed.parts  # an SMS reserves one token per part
         structlog.contextvars.bind_contextvars(identity=mask_identity(identity))
-        wait_s = self._limiter.next_wait_s(identity)
+        wait_s = self._limiter.next_wait_s(identity, parts)
         max_wait_s = self._s.max_token_wait_s
-        gate = d.before_claim(ctx, wait_s, max_wait_s, random.random())  # nothing awaited since
+        pause_s = self._cooldown.channels[parsed.channel.name].admit()  # 0: send (or probe)
+        gate = d.before_claim(ctx, wait_s, max_wait_s, random.random(), pause_s)  # none awaited
         if gate is None:
-            await self._limiter.reserve(identity)
+            await self._limiter.reserve(identity, parts)
             gate = d.before_claim(self._context(held), 0.0, max_wait_s, 0.0)
         if gate is not None:
             assert isinstance(gate.ack, HandBack)
@@ -98,7 +99,8 @@ class SendHandler(DecisionExecutor):
         held.claim = claimed
         self._emit(d.Kind.CLAIMED, held, attempt=claimed.attempts, reopened=claimed.reopened)
         result = await self._sender.send(parsed.api_params(), identity, first_token_held=True,
-            progress=held.progress, deadline=lease_deadline, channel=parsed.channel)  # fmt: skip
+            progress=held.progress, deadline=lease_deadline, channel=parsed.channel,
+            tokens=parts)  # fmt: skip
         step = d.decide(self._context(held), parsed, claimed, result)
         assert isinstance(step, d.Decision)
         return await self.shielded(held, self._carry_out(held, step, claimed, result))
