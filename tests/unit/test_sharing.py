@@ -71,7 +71,7 @@ def simulate(
                     w.next_renew_ms = t + int(p.next_renew_s * 1000)
             if w.pending is None and t >= w.next_renew_ms:
                 elapsed_s = max(0.001, (t - w.last_renew_ms) / 1000)
-                want = sh.want_mps(w.sent_since_renew / elapsed_s, w.waited, quota, w.wanted_mps)
+                want = sh.want_mps(w.sent_since_renew / elapsed_s, w.waited, quota, w.rate_mps)
                 if t == w.join_ms:
                     want = quota if w.demand_mps is None else w.demand_mps
                 w.wanted_mps = want

@@ -404,7 +404,7 @@ class SharedLimiter(BackgroundService):
         now = time.monotonic()
         elapsed_s = max(1e-3, now - share.last_renew)
         want = sh.want_mps(
-            share.used_tokens / elapsed_s, share.waited, share.quota_mps, share.wanted_mps
+            share.used_tokens / elapsed_s, share.waited, share.quota_mps, share.grant_mps
         )
         if share.view is None:
             share.view = await self._table.ensure(key)

@@ -27,7 +27,7 @@ The rules (see docs/throughput.md, "Sharing one quota"):
   a worker cut off from the table sends nothing new, so the fallback matters when the
   table is slow for everyone, and then the fallback shares add up to the quota.
 - **Demand**: each lease carries what the worker wants (its recent rate with head room, or
-  twice what it asked before while its sends wait for tokens); grants are the max-min fair
+  the whole quota while its sends wait for tokens at its grant); grants are the max-min fair
   division of the shared rate among the live wants (:func:`fair_shares`), so an idle
   worker holds nothing a busy one needs, and unwanted quota is free for whoever asks first.
 - **Throttles**: a throttled worker lowers the shared rate (x0.7, once per window) in the item;
@@ -57,6 +57,8 @@ RECOVERY_S = 30.0
 DECREASE_WINDOW_S = 2.0
 #: A worker whose sends did not wait asks for its recent rate times this (head room to grow).
 WANT_HEADROOM = 1.25
+#: Sends that waited and asked for this much of the grant mean the worker is saturated.
+SATURATED = 0.9
 #: Rates are kept as integer milli-messages per second, so sums in DynamoDB are exact.
 MILLI = 1000
 
@@ -125,13 +127,16 @@ def lease_s(renew_period_s: float) -> float:
     return 2 * renew_period_s + 2 * MAX_SKEW_S
 
 
-def want_mps(used_mps: float, waited: bool, ceiling_mps: float, wanted_mps: float) -> float:
-    """What a worker asks for: while its sends wait for tokens it could use more, so twice
-    what it asked before (or its use), doubling each renewal up to the quota; else its recent
-    rate with head room (so an idle worker asks for nothing)."""
+def want_mps(used_mps: float, waited: bool, ceiling_mps: float, grant_mps: float) -> float:
+    """What a worker asks for (``used_mps``: the tokens its sends asked for, per second).
+    Its sends waited and asked for about all of its grant: it could use more, so the whole
+    quota (the fair division splits it among those that ask as much). They waited but asked
+    for less (an uneven trickle): twice that. They did not wait: their rate with head room,
+    so an idle worker asks for nothing."""
+    if waited and used_mps >= SATURATED * grant_mps:
+        return ceiling_mps
     if waited:
-        floor = ceiling_mps * MIN_FRACTION
-        return min(ceiling_mps, max(2 * wanted_mps, 2 * used_mps, floor))
+        return min(ceiling_mps, 2 * used_mps)
     return min(ceiling_mps, used_mps * WANT_HEADROOM)
 
 
