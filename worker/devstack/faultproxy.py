@@ -13,7 +13,9 @@ like on the wire:
                 ``InternalServerException``)
 ``throttle``    the service's throttling error (``ProvisionedThroughputExceededException``,
                 ``ThrottlingException``; SQS's query-compatible ``RequestThrottled``)
-``unprocessed`` DynamoDB ``BatchWriteItem`` answered with every item in ``UnprocessedItems``
+``unprocessed`` DynamoDB takes the batch and writes none of it: ``BatchWriteItem`` answered
+                with every item in ``UnprocessedItems``, ``TransactWriteItems`` with
+                ``TransactionCanceledException`` (each item a ``TransactionConflict``)
 ``cut``         forwarded (the upstream acts on it) but the answer is lost: the connection is
                 reset instead, as a call cut after the request was written
 ==============  ==========================================================================
@@ -46,6 +48,7 @@ import aiohttp
 from aiohttp import web
 
 MODES = ("reset", "hold", "5xx", "throttle", "unprocessed", "cut")
+_BATCH_WRITES = frozenset({"BatchWriteItem", "TransactWriteItems"})
 _HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -124,7 +127,9 @@ class FaultProxy:
         if duration_s <= 0:
             raise ValueError("duration_s must be > 0")
         if mode == "unprocessed" and self.service not in (None, "dynamodb"):
-            raise ValueError("the unprocessed fault is DynamoDB's (BatchWriteItem)")
+            raise ValueError(
+                "the unprocessed fault is DynamoDB's (BatchWriteItem, TransactWriteItems)"
+            )
         ops = frozenset(operations) if operations is not None else None
         self._fault = Fault(mode, time.monotonic() + duration_s, ops)
         self._cleared.clear()
@@ -196,7 +201,7 @@ class FaultProxy:
         mode = (
             fault.mode if fault is not None and fault.applies(operation, time.monotonic()) else None
         )
-        if mode == "unprocessed" and operation != "BatchWriteItem":
+        if mode == "unprocessed" and operation not in _BATCH_WRITES:
             mode = None
         if mode is not None:
             self.faulted[mode] += 1
@@ -214,6 +219,17 @@ class FaultProxy:
         if mode == "throttle":
             error_type, query_error = _THROTTLE.get(prefix, ("ThrottlingException", None))
             return _error(400, error_type, query_error)
+        if mode == "unprocessed" and operation == "TransactWriteItems":
+            items = json.loads(body or b"{}").get("TransactItems", [])
+            reasons = [{"Code": "TransactionConflict"} for _ in items]
+            answer = json.dumps(
+                {
+                    "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                    "message": "Transaction cancelled, please refer cancellation reasons",
+                    "CancellationReasons": reasons,
+                }
+            ).encode()
+            return web.Response(body=answer, status=400, content_type="application/x-amz-json-1.0")
         if mode == "unprocessed":
             items = json.loads(body or b"{}").get("RequestItems", {})
             answer = json.dumps({"UnprocessedItems": items}).encode()
