@@ -241,3 +241,70 @@ async def test_an_event_before_its_record_is_left_on_the_queue(aws: Aws, env: En
             QueueUrl=events_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
         )
         assert attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"  # kept
+
+
+async def test_campaign_counters_agree_with_the_records_after_every_outcome(
+    aws: Aws, env: Env, sandbox: Sandbox
+) -> None:
+    """A campaign whose requests end each way (delivered, undelivered by several types, only
+    accepted, pending, no event, refused), with events duplicated and one outranked: the
+    counter item says what a scan of the records says."""
+    from support import table_items
+
+    from worker.status.counters import read_campaign
+
+    events_url = await events_queue(aws)
+    await sandbox.configure(opted_out=["+12065550011"])
+    s = make_settings(env, events_queue_url=events_url, campaign_counters_flush_s=0.2)
+    plan = {
+        1: ["TEXT_SUCCESSFUL", "TEXT_DELIVERED"],
+        2: ["TEXT_DELIVERED", "TEXT_DELIVERED"],
+        3: ["TEXT_CARRIER_UNREACHABLE"],
+        4: ["TEXT_SPAM", "TEXT_BLOCKED"],  # the later failure names it
+        5: ["TEXT_SUCCESSFUL"],
+        6: ["TEXT_PENDING"],
+        7: [],
+        8: ["TEXT_TTL_EXPIRED", "TEXT_DELIVERED"],  # undelivered, then delivered after all
+        9: ["MEDIA_FILE_INACCESSIBLE"],
+        10: ["TEXT_UNKNOWN"],
+    }
+    bodies = [request(n, CampaignId="every-outcome") for n in plan]
+    bodies[8]["MediaUrls"] = ["s3://media-bucket/a.png"]
+    bodies.append(request(11, CampaignId="every-outcome"))  # opted out: FAILED
+    async with running_worker(s):
+        await enqueue(aws.sqs, env.queue_url, bodies)
+        ids = await wait_for(
+            lambda: _when(sent_message_ids(sandbox), lambda got: len(got) == len(plan)),
+            TIMEOUT_S,
+        )
+        await wait_for(lambda: _all_sent(aws, env, ids), TIMEOUT_S)
+        stream = [
+            event(kind, f"req-{n}", messageId=ids[f"req-{n}"], eventTimestamp=1_000 + i,
+                  totalMessagePrice=0.0075)
+            for n, kinds in plan.items() for i, kind in enumerate(kinds)
+        ]  # fmt: skip
+        for start in range(0, len(stream), 4):  # in waves: some apply before others arrive
+            await enqueue(aws.sqs, events_url, [json.dumps(e) for e in stream[start : start + 4]])
+            await asyncio.sleep(0.2)
+        await wait_for(lambda: _queue_empty(aws, events_url), TIMEOUT_S)
+        await asyncio.sleep(0.6)  # two counter flushes
+    records = [
+        r for r in (await table_items(aws.ddb, env.table)).values()
+        if r.get("CampaignId") == "every-outcome"
+    ]  # fmt: skip
+    progress = await read_campaign(aws.ddb, env.table, "every-outcome")
+    by_status = {st: sum(r.get("Status") == st for r in records) for st in ("SENT", "FAILED")}
+    assert progress.counts["SENT"] == by_status["SENT"] == len(plan)
+    assert progress.counts["FAILED"] == by_status["FAILED"] == 1
+    delivered = [r for r in records if r.get("DeliveryStatus") == "DELIVERED"]
+    undelivered = [r for r in records if r.get("DeliveryStatus") == "UNDELIVERED"]
+    assert progress.delivered == len(delivered) == 3
+    by_type: dict[str, int] = {}
+    for r in undelivered:
+        by_type[r["DeliveryEvent"]] = by_type.get(r["DeliveryEvent"], 0) + 1
+    assert progress.undelivered == by_type
+    assert by_type == {"TEXT_CARRIER_UNREACHABLE": 1, "TEXT_BLOCKED": 1,
+                       "MEDIA_FILE_INACCESSIBLE": 1, "TEXT_UNKNOWN": 1}  # fmt: skip
+    assert progress.delivery_pending == len(plan) - 3 - 4
+    assert float(progress.price_usd) == pytest.approx(sum(r.get("PriceUsd", 0) for r in records))
+    assert float(progress.price_usd) == pytest.approx(0.0075 * 9)

@@ -231,3 +231,25 @@ def test_any_interleaving_ends_with_the_highest_event(
     assert ("DeliveredAt" in record) is (top.status is DeliveryStatus.DELIVERED)
     assert ("PriceUsd" in record) is any("PriceUsd" in e.filled for e in events)
     assert delivery_rank(record["DeliveryStatus"]) == max(delivery_rank(e.status) for e in events)
+
+
+def test_the_campaign_report_shows_delivery_from_the_counters() -> None:
+    from decimal import Decimal
+
+    from worker.ops.progress import compute_progress, format_block, format_line
+    from worker.status.counters import CampaignProgress
+
+    item = {
+        "SENT": 10, "FAILED": 1, "EXPIRED": 0, "Expected": 11, "DELIVERED": 6,
+        "UNDELIVERED": 3, "UNDELIVERED#TEXT_SPAM": 2, "UNDELIVERED#TEXT_UNKNOWN": 1,
+        "PriceUsd": Decimal("0.0675"),
+    }  # fmt: skip
+    progress = CampaignProgress.from_item("c-1", item)
+    assert (progress.delivered, progress.undelivered_total, progress.delivery_pending) == (6, 3, 1)
+    assert progress.delivery_rate == 0.6
+    block = format_block(progress, compute_progress(progress), age_s=None)
+    line = "delivered 6, undelivered 3 (TEXT_SPAM 2, TEXT_UNKNOWN 1), pending 1; "
+    assert line + "delivery rate 60.0%; cost $0.06750" in block
+    assert "delivery rate 60.0%" in format_line(progress, compute_progress(progress))
+    quiet = CampaignProgress.from_item("c-2", {"SENT": 1})
+    assert "delivery" not in format_block(quiet, compute_progress(quiet), age_s=None)

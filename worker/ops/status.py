@@ -33,6 +33,16 @@ ORDER = (
     "ErrorCode",
     "ErrorReason",
     "ErrorMessage",
+    "DeliveryStatus",
+    "DeliveryEvent",
+    "DeliveryReason",
+    "DeliveryUpdatedAt",
+    "DeliveredAt",
+    "PriceUsd",
+    "CarrierFeeUsd",
+    "MessageParts",
+    "IsoCountryCode",
+    "AmbiguousAt",
     "Attempts",
     "ReceiveCount",
     "SqsMessageId",
@@ -44,7 +54,7 @@ ORDER = (
     "ExpiresAt",
 )
 _EPOCH_S = {"ExpiresAt"}
-_EPOCH_MS = {"LeaseUntil"}
+_EPOCH_MS = {"LeaseUntil", "AmbiguousAt"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,6 +20,12 @@ Attributes of a counter item: ``SENT``, ``FAILED``, ``EXPIRED`` (numbers), ``FAI
 producer recorded it with :func:`add_expected`), ``StartedAt`` (first flush) and ``UpdatedAt``
 (last flush) as ISO-8601 UTC, and ``ExpiresAt`` when the counters were given a TTL.
 
+From delivery events (the events handler, :meth:`CampaignCounters.delivery`): ``DELIVERED``,
+``UNDELIVERED`` and ``UNDELIVERED#<eventType>`` (requests whose record has that
+``DeliveryStatus`` now: a record moving from UNDELIVERED to DELIVERED moves its count), and
+``PriceUsd``, the sum of the records' ``PriceUsd``. Pending (sent, no final event yet) and the
+delivery rate are derived: ``SENT - DELIVERED - UNDELIVERED`` and ``DELIVERED / SENT``.
+
 A replay (a ``FAILED``/``RETRIES_EXHAUSTED`` request re-opened by a delivery from the
 dead-letter queue) subtracts 1 from ``FAILED`` and ``FAILED#RETRIES_EXHAUSTED`` when it is
 claimed, and its next final outcome is counted as usual: a replayed request that ends ``SENT``
