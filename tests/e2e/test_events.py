@@ -308,3 +308,53 @@ async def test_campaign_counters_agree_with_the_records_after_every_outcome(
     assert progress.delivery_pending == len(plan) - 3 - 4
     assert float(progress.price_usd) == pytest.approx(sum(r.get("PriceUsd", 0) for r in records))
     assert float(progress.price_usd) == pytest.approx(0.0075 * 9)
+
+
+@pytest.mark.parametrize("policy", ["confirm", "never"])
+async def test_a_cut_send_is_confirmed_by_its_event_and_never_sent_again(
+    aws: Aws,
+    env: Env,
+    sandbox: Sandbox,
+    servers: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    policy: str,
+) -> None:
+    """The proxy cuts the send after the sandbox accepted it (the answer lost): under confirm
+    the request waits (RETRYING, AmbiguousAt), under never it is FAILED/AMBIGUOUS; its event
+    makes it SENT either way, and the redelivery after the wait sends nothing."""
+    events_url = await events_queue(aws)
+    async with FaultProxy(servers["sandbox"], service="sms") as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_PINPOINT_SMS_VOICE_V2", proxy.url)
+        s = make_settings(
+            env, events_queue_url=events_url, reclaim_policy=policy, reclaim_confirm_s=3
+        )
+        proxy.inject("cut", 2.0, {"SendMediaMessage"})
+        async with running_worker(s) as worker:
+            await enqueue(aws.sqs, env.queue_url, [request(21)])
+            held = await wait_for(
+                lambda: _when(record(aws, env, "req-21"), lambda r: "AmbiguousAt" in r),
+                TIMEOUT_S,
+            )
+            assert proxy.faulted["cut"] == 1 and worker.metrics.send_calls == 1  # no retry
+            if policy == "confirm":  # the call's own error code, waiting for an event
+                assert (held["Status"], held["ErrorReason"]) == (
+                    "RETRYING",
+                    "AWAITING_DELIVERY_EVENT",
+                ), held
+                assert held["ErrorCode"] == "ConnectionClosedError"
+            else:
+                assert (held["Status"], held["ErrorCode"]) == ("FAILED", "AMBIGUOUS")
+            ids = await sent_message_ids(sandbox)
+            await enqueue(
+                aws.sqs, events_url, [wrap("raw", event("TEXT_SUCCESSFUL", "req-21",
+                                                         messageId=ids["req-21"]))]
+            )  # fmt: skip
+            proven = await wait_for(
+                lambda: _when(record(aws, env, "req-21"), lambda r: r["Status"] == "SENT"),
+                TIMEOUT_S,
+            )
+            assert proven["MessageId"] == ids["req-21"] and "AmbiguousAt" not in proven
+            assert proven["DeliveryStatus"] == "ACCEPTED"
+            await wait_for(lambda: _queue_empty(aws, env.queue_url), TIMEOUT_S)
+    assert len(await sandbox.sends()) == 1  # accepted once, never sent again
+    assert worker.metrics.event_outcomes["proven"] == 1
