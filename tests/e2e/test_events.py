@@ -10,13 +10,16 @@ import random
 import uuid
 from typing import Any
 
+import aiohttp
 import pytest
 from events_support import event, wrap
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 from support import Aws, Env, Sandbox, enqueue, make_settings, request, running_worker, wait_for
 
 from worker.devstack.faultproxy import FaultProxy
+from worker.devstack.stack import free_port
 from worker.handlers.events.parse import Parsed, parse_event
 from worker.health import DependencyHealth
 from worker.status.codec import decode_item
@@ -54,7 +57,14 @@ async def test_the_send_names_its_request_and_each_envelope_is_applied(
     aws: Aws, env: Env, sandbox: Sandbox
 ) -> None:
     events_url = await events_queue(aws)
-    s = make_settings(env, events_queue_url=events_url, default_configuration_set="cs-default")
+    port = free_port()
+    s = make_settings(
+        env,
+        events_queue_url=events_url,
+        default_configuration_set="cs-default",
+        metrics_port=port,
+        metrics_host="127.0.0.1",
+    )
     bodies = [request(1, Context={"orderId": "o-1"}), request(2, ConfigurationSetName="cs-own"),
               request(3, MediaUrls=["s3://media-bucket/a.png"])]  # fmt: skip
     async with running_worker(s) as worker:
@@ -99,6 +109,23 @@ async def test_the_send_names_its_request_and_each_envelope_is_applied(
         assert worker.metrics.events["TEXT_DELIVERED"] == 2
         assert worker.metrics.delivery_latency_s.count == 1
         await wait_for(lambda: _queue_empty(aws, events_url), TIMEOUT_S)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/metrics") as r,
+        ):
+            text = await r.text()
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    by_type = "sms_worker_delivery_events_total"
+    assert samples[(by_type, (("event_type", "TEXT_DELIVERED"),))] == 2
+    assert samples[(by_type, (("event_type", "MEDIA_FILE_TYPE_UNSUPPORTED"),))] == 1
+    outcomes = "sms_worker_delivery_event_outcomes_total"
+    assert samples[(outcomes, (("outcome", "applied"),))] == 3
+    assert samples[(outcomes, (("outcome", "malformed"),))] == 1
+    assert samples[("sms_worker_delivery_latency_seconds_count", ())] == 1
 
 
 async def _when(value: Any, predicate: Any) -> Any:

@@ -253,3 +253,34 @@ def test_the_campaign_report_shows_delivery_from_the_counters() -> None:
     assert "delivery rate 60.0%" in format_line(progress, compute_progress(progress))
     quiet = CampaignProgress.from_item("c-2", {"SENT": 1})
     assert "delivery" not in format_block(quiet, compute_progress(quiet), age_s=None)
+
+
+def test_the_events_command_runs_the_consumer_alone_and_needs_its_queue() -> None:
+    import os
+    import subprocess
+    import sys
+
+    help_text = subprocess.run(
+        [sys.executable, "-m", "worker", "events", "--help"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "--events-queue-url" in help_text and "--reclaim-policy" in help_text
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SMS_WORKER_")}
+    refused = subprocess.run(
+        [sys.executable, "-m", "worker", "events", "--table", "t"],
+        capture_output=True, text=True, env=environ,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "SMS_WORKER_EVENTS_QUEUE_URL" in refused.stderr
+
+
+def test_the_reclaim_policy_defaults_to_confirm_only_with_an_events_queue() -> None:
+    from worker.settings import Settings
+
+    base = {"queue_url": "http://127.0.0.1:1/q", "table": "t"}
+    assert Settings(**base).effective_reclaim_policy == "resend"
+    with_events = Settings(**base, events_queue_url="http://127.0.0.1:1/events")
+    assert with_events.effective_reclaim_policy == "confirm"
+    assert Settings(**base, reclaim_policy="never").effective_reclaim_policy == "never"
+    with pytest.raises(ValueError, match="events_queue_url"):
+        Settings(**base, events_queue_url="events")
