@@ -163,7 +163,8 @@ class CampaignCounters(BackgroundService):
         as the table holds them): ``DELIVERED``, ``UNDELIVERED`` and ``UNDELIVERED#<eventType>``
         move with its ``DeliveryStatus``; ``PriceUsd`` adds the price it gained; a record an
         event proved sent counts ``SENT`` (from ``FAILED``: that count moves). A ``SENDING``
-        record proven sent is not counted here: its worker counts the ``SENT`` it writes."""
+        record proven sent is counted only once its lease has passed (its worker died);
+        before that, its worker counts the ``SENT`` it writes."""
         campaign_id = after.get("CampaignId")
         if not isinstance(campaign_id, str):
             return
@@ -181,7 +182,10 @@ class CampaignCounters(BackgroundService):
         if price:
             delta[PRICE] += price  # type: ignore[assignment]
         status_was = before.get("Status")
-        if after.get("Status") == SENT and status_was in (Status.RETRYING, FAILED):
+        lapsed = (
+            status_was == Status.SENDING and int(before.get("LeaseUntil") or 0) < time.time() * 1000
+        )
+        if after.get("Status") == SENT and (status_was in (Status.RETRYING, FAILED) or lapsed):
             delta[SENT] += 1
             if status_was == FAILED:
                 delta[FAILED] -= 1

@@ -8,6 +8,7 @@ handed back and applied again later.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -60,6 +61,9 @@ class EventsHandler(Holding):
             else:
                 self._observe(step, parsed)
             self._acknowledge(held, step)
+        except asyncio.CancelledError:  # a shutdown: the write is idempotent, so at once
+            self.hand_back(held, 0, "shutdown")
+            raise
         finally:
             self.ensure_settled(held)
 
