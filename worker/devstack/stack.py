@@ -97,7 +97,11 @@ class LocalStack:
         self.moto = await start_server("moto", moto_argv(), "moto_ready", log=self.log)
         self._stack.push_async_callback(self.moto.stop)
         self.sandbox = await start_server(
-            "sandbox", sandbox_argv(*self.sandbox_options), "sandbox_ready", log=self.log
+            "sandbox",
+            sandbox_argv(*self.sandbox_options),
+            "sandbox_ready",
+            log=self.log,
+            env={**os.environ, **sandbox_env(self.moto.url)},
         )
         self._stack.push_async_callback(self.sandbox.stop)
         return self
@@ -109,6 +113,13 @@ class LocalStack:
         """The standard AWS variables that point every client at the local servers."""
         assert self.moto is not None and self.sandbox is not None
         return aws_env(self.moto.url, self.sandbox.url)
+
+
+def sandbox_env(moto_url: str) -> dict[str, str]:
+    """The sandbox's own AWS variables: it publishes delivery events to moto's SQS."""
+    env = aws_env(moto_url, "")
+    del env["AWS_ENDPOINT_URL_PINPOINT_SMS_VOICE_V2"]
+    return env
 
 
 def aws_env(moto_url: str, sandbox_url: str) -> dict[str, str]:
