@@ -130,5 +130,6 @@ def aws_env(moto_url: str, sandbox_url: str) -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_ENDPOINT_URL_SQS": moto_url,
         "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
+        "AWS_ENDPOINT_URL_SNS": moto_url,
         "AWS_ENDPOINT_URL_PINPOINT_SMS_VOICE_V2": sandbox_url,
     }
