@@ -27,12 +27,23 @@ ENV_PREFIX = "SMS_WORKER_"
 # Subcommands written by others at the same time as the deployment files. A check that needs
 # one skips (saying why) while it is not registered; once all have landed, empty this set so
 # that a missing subcommand fails instead.
-PENDING_SUBCOMMANDS: frozenset[str] = frozenset()  # every subcommand has landed
+PENDING_SUBCOMMANDS: frozenset[str] = frozenset({"events"})  # issue 10's events consumer
+# Settings written by others at the same time as the deployment files that name them (issue
+# 10's worker side): accepted as settings until they land in worker/settings.py, after which
+# this set can be emptied (a name in it that is a setting is simply a setting).
+PENDING_SETTINGS: frozenset[str] = frozenset(
+    {
+        "SMS_WORKER_EVENTS_QUEUE_URL",
+        "SMS_WORKER_DEFAULT_CONFIGURATION_SET",
+        "SMS_WORKER_RECLAIM_POLICY",
+        "SMS_WORKER_RECLAIM_CONFIRM_S",
+    }
+)
 
 
 def settings_env_names() -> set[str]:
-    """``SMS_WORKER_<FIELD>`` for every field of the worker's settings."""
-    return {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    """``SMS_WORKER_<FIELD>`` for every field of the worker's settings (and the pending ones)."""
+    return {ENV_PREFIX + name.upper() for name in Settings.model_fields} | PENDING_SETTINGS
 
 
 def shutdown_budget_s() -> float:

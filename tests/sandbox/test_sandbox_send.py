@@ -71,7 +71,10 @@ async def test_record_path_appends_json_lines(
         "destination",
         "dry_run",
         "params",
+        "operation",
+        "cut",
     }
+    assert lines[0]["operation"] == "SendMediaMessage" and lines[0]["cut"] is False
     assert lines[0]["params"]["DestinationPhoneNumber"] == DEST
 
 

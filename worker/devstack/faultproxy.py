@@ -207,11 +207,11 @@ class FaultProxy:
             self.faulted[mode] += 1
             self.faulted_by_operation[operation] += 1
         if mode == "reset":
-            _reset(request)
+            reset_connection(request)
             raise web.HTTPInternalServerError  # never sent: the transport is gone
         if mode == "hold":
             await self._cleared.wait()
-            _reset(request)
+            reset_connection(request)
             raise web.HTTPInternalServerError
         if mode == "5xx":
             error_type, query_error = _INTERNAL.get(prefix, ("InternalServerError", None))
@@ -240,7 +240,7 @@ class FaultProxy:
         async with self._http.request(request.method, url, data=body, headers=headers) as up:
             answer = await up.read()
             if mode == "cut":
-                _reset(request)  # the upstream acted on it; the caller never hears
+                reset_connection(request)  # the upstream acted on it; the caller never hears
                 raise web.HTTPInternalServerError
             out_headers = {k: v for k, v in up.headers.items() if k.lower() not in _HOP_BY_HOP}
             return web.Response(body=answer, status=up.status, headers=out_headers)
@@ -266,7 +266,7 @@ class FaultProxy:
         return web.json_response(self.stats())
 
 
-def _reset(request: web.Request) -> None:
+def reset_connection(request: web.Request) -> None:
     """Abort the client's connection with an RST (SO_LINGER 0), as a failing network does."""
     transport = request.transport
     if transport is None:
