@@ -46,6 +46,7 @@ class Scenario:
     duration_s: float | None = None  # stop after this long instead of at the end
     rate_sharing: str = "dynamodb"  # SMS_WORKER_RATE_SHARING of the workers
     mixed: bool = False  # SMS (1..10 parts, GSM and Unicode) and MMS in turn; quota in parts
+    events: bool = False  # the sandbox emits delivery events; the worker drains them too
 
 
 @dataclass
@@ -66,6 +67,9 @@ class Row:
     servers_cpu_s: dict[str, float]
     limiter_calls_per_msg: float | None = None  # the workers' rate-share writes per send
     sms_parts_per_s: float | None = None  # mixed: SMS parts per second (what the quota counts)
+    events_applied: int | None = None  # delivery events the worker handled (events scenarios)
+    events_drain_s: float | None = None  # until the events queue was empty too
+    cpu_s: float | None = None
 
 
 def request(n: int, identity: str) -> str:
@@ -109,6 +113,17 @@ def contender_argv(kind: str, queue_url: str, table: str) -> list[str]:
     return [sys.executable, "-m", "bench.baselines", kind, queue_url, table]
 
 
+#: The sandbox's delivery events in the events scenarios (outcome weights, SNS-enveloped).
+EVENTS_CONFIG: dict[str, Any] = {
+    "events_envelope": "sns",
+    "events_outcomes": {"delivered": 90, "accepted_only": 5, "spam": 2, "unreachable": 3},
+    "events_delay_ms": 100,
+    "events_jitter_ms": 200,
+    "events_duplicate_rate": 0.02,
+    "events_reorder": True,
+}
+
+
 def worker_env(scenario: Scenario, queue_url: str, table: str) -> dict[str, str]:
     rate = scenario.mps if scenario.mps is not None else 1000
     return {
@@ -137,6 +152,17 @@ async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row
         name = f"bench-{scenario.name}-{kind}-{int(time.time())}"
         res = await ensure_resources(sqs, ddb, queue_name=name, table=name, max_receive_count=10)
         env |= worker_env(scenario, res.queue_url, res.table)
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        events_url = None
+        if scenario.events:
+            events_url = str((await sqs.create_queue(QueueName=f"{name}-events"))["QueueUrl"])
+            config = EVENTS_CONFIG | {"events_queue_url": events_url}
+            async with http.post(f"{servers.sandbox_url}/_sandbox/config", json=config) as r:
+                assert r.status == 200, await r.text()
+            env |= {
+                "SMS_WORKER_EVENTS_QUEUE_URL": events_url,
+                "SMS_WORKER_DEFAULT_CONFIGURATION_SET": "bench-events",
+            }
         procs = []
         log_paths = [logs / f"{scenario.name}-{kind}-{i}.log" for i in range(scenario.workers)]
         offsets = [path.stat().st_size if path.exists() else 0 for path in log_paths]
@@ -151,10 +177,13 @@ async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row
             )
             procs.append(proc)
             stack.push_async_callback(_reap, proc)
-        http = await stack.enter_async_context(aiohttp.ClientSession())
         startup_cpu_s = sum([await settled_cpu(p.pid) for p in procs])
         started = time.monotonic()
         drain_s = await drive(scenario, sqs, res.queue_url, http, servers.sandbox_url, started)
+        events_drain_s = None
+        if events_url is not None:
+            await drained(sqs, events_url)
+            events_drain_s = time.monotonic() - started
         cpu_s, rss_mb = -startup_cpu_s, 0.0
         for proc in procs:
             stats = proc_stats(proc.pid)
@@ -176,6 +205,10 @@ async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row
         writes = sum(limiter_writes(path, at) for path, at in zip(log_paths, offsets, strict=True))
         real = row.requests + row.duplicates
         row = dataclasses.replace(row, limiter_calls_per_msg=round(writes / max(real, 1), 4))
+    if scenario.events:
+        row.events_applied = events_handled(logs / f"{scenario.name}-{kind}-0.log")
+        row.events_drain_s = round(events_drain_s or 0.0, 1)
+    row.cpu_s = round(cpu_s, 3)
     return row
 
 
@@ -189,6 +222,41 @@ def limiter_writes(path: Path, offset: int) -> int:
         if '"rate_sharing_finished"' in line:
             return int(json.loads(line)["writes"])
     raise RuntimeError(f"{path}: no rate_sharing_finished event; did the worker stop cleanly?")
+
+
+async def drained(sqs: Any, queue_url: str, timeout_s: float = 120.0) -> None:
+    """Wait until a queue is empty (visible and in flight)."""
+    deadline = time.monotonic() + timeout_s
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    while time.monotonic() < deadline:
+        attrs = await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)
+        if not sum(int(v) for v in attrs["Attributes"].values()):
+            return
+        await asyncio.sleep(0.2)
+
+
+def events_handled(log_path: Path) -> int:
+    """The delivery events a worker handled, from its ``shutdown_finished`` log line."""
+    for line in reversed(log_path.read_text().splitlines()):
+        if '"shutdown_finished"' in line:
+            return int(json.loads(line).get("events", 0))
+    return 0
+
+
+def events_summary(rows: list[Row]) -> str | None:
+    """events-on against events-off: events applied/s, CPU per event, the sends/s change."""
+    by_name = {r.scenario: r for r in rows}
+    on, off = by_name.get("events-on"), by_name.get("events-off")
+    if on is None or off is None or not on.events_applied:
+        return None
+    per_s = on.events_applied / max(on.events_drain_s or on.drain_s, 1e-6)
+    cpu_ms = ((on.cpu_s or 0.0) - (off.cpu_s or 0.0)) * 1000 / on.events_applied
+    change = (on.sends_per_s - off.sends_per_s) / off.sends_per_s if off.sends_per_s else 0.0
+    return (
+        f"events-on: {on.events_applied} events applied, {per_s:.1f} events/s, "
+        f"{cpu_ms:.2f} CPU ms per event (over events-off), sends/s {on.sends_per_s} vs "
+        f"{off.sends_per_s} ({change:+.1%}; goal: within 5%)"
+    )
 
 
 async def _reap(proc: asyncio.subprocess.Process) -> None:
@@ -369,6 +437,8 @@ def scenarios(quick: bool) -> list[Scenario]:
             contenders=("worker",),
             mixed=True,
         ),
+        Scenario("events-off", n, mps=None, contenders=("worker",)),
+        Scenario("events-on", n, mps=None, contenders=("worker",), events=True),
         Scenario(
             "backlog-x1",
             10**6,
@@ -437,6 +507,9 @@ async def main() -> int:
             print(table(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(table(rows))
+    events_line = events_summary(rows)
+    if events_line:
+        print(events_line)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(

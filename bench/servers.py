@@ -18,6 +18,7 @@ from worker.devstack.stack import (
     free_port,
     moto_argv,
     sandbox_argv,
+    sandbox_env,
     start_server,
 )
 
@@ -62,7 +63,14 @@ class Servers:
         moto = await self._start(start_server("moto", moto_argv(), "moto_ready", log=log))
         self.moto_url = self.dynamo_url = moto.url
         sandbox = await self._start(
-            start_server("sandbox", sandbox_argv(*self._sandbox_options), "sandbox_ready", log=log)
+            start_server(
+                "sandbox",
+                sandbox_argv(*self._sandbox_options),
+                "sandbox_ready",
+                log=log,
+                # Its delivery events (the events scenarios) go to moto's SQS.
+                env={**os.environ, **sandbox_env(moto.url)},
+            )
         )
         self.sandbox_url = sandbox.url
         if self._dynamo == "dynalite":

@@ -22,7 +22,7 @@ import pytest
 from aiobotocore.session import get_session
 from support import Aws, Env, Sandbox
 
-from worker.devstack.stack import aws_env, moto_argv, sandbox_argv
+from worker.devstack.stack import aws_env, moto_argv, sandbox_argv, sandbox_env
 from worker.resources import ensure_resources
 
 # CI runs the property tests on a fixed seed, so a red build always reproduces; locally they
@@ -34,10 +34,12 @@ if os.environ.get("CI"):
 LOG_DIR = Path(os.environ.get("SMS_WORKER_TEST_LOGS", "/tmp/sms-worker-test-logs"))
 
 
-def _start(argv: list[str], ready: str, log_name: str) -> tuple[subprocess.Popen[bytes], str]:
+def _start(
+    argv: list[str], ready: str, log_name: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     with (LOG_DIR / log_name).open("ab") as log:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, env=env)
     assert proc.stdout is not None
     for line in proc.stdout:
         try:
@@ -63,7 +65,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="session")
 def servers() -> Iterator[dict[str, str]]:
     moto, moto_url = _start(moto_argv(), "moto_ready", "moto.log")
-    sandbox, sandbox_url = _start(sandbox_argv(), "sandbox_ready", "sandbox.log")
+    # The sandbox publishes delivery events (when a test turns them on) to moto's SQS.
+    sandbox_environ = {**os.environ, **sandbox_env(moto_url)}
+    sandbox, sandbox_url = _start(sandbox_argv(), "sandbox_ready", "sandbox.log", sandbox_environ)
     env = aws_env(moto_url, sandbox_url)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)

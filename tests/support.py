@@ -58,6 +58,14 @@ class Sandbox:
             known_identities=None,
             account_error=None,
             spend_limit_reached=[],
+            events_queue_url=None,
+            events_envelope="raw",
+            events_outcomes={"delivered": 1.0},
+            events_delay_ms=0,
+            events_jitter_ms=0,
+            events_duplicate_rate=0,
+            events_reorder=False,
+            cut_after_accept_rate=0,
         )
 
     async def sends_by_destination(self) -> dict[str, int]:

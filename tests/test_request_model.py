@@ -104,7 +104,7 @@ VALID: list[tuple[str, dict[str, Any]]] = [
     ("ttl 5", body(TimeToLive=5)),
     ("ttl 259200", body(TimeToLive=259200)),
     ("context empty", body(Context={})),
-    ("context 5", body(Context={f"k{i}": f"v{i}" for i in range(5)})),
+    ("context 4", body(Context={f"k{i}": f"v{i}" for i in range(4)})),
     ("context key 100", body(Context={"k" * 100: "v"})),
     ("context key inner space", body(Context={" a key ": "v"})),
     ("context value 800", body(Context={"k": "v" * 800})),
@@ -218,7 +218,8 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("ttl float", body(TimeToLive=5.0), "TimeToLive"),
     ("ttl huge", body(TimeToLive=10**40), "TimeToLive"),
     # Context
-    ("context 6", body(Context={f"k{i}": "v" for i in range(6)}), "Context"),
+    ("context 5 (one is the worker's)", body(Context={f"k{i}": "v" for i in range(5)}), "Context"),
+    ("context reserved key", body(Context={"sms-worker:RequestId": "r"}), "Context"),
     ("context key 101", body(Context={"k" * 101: "v"}), "Context"),
     ("context key empty", body(Context={"": "v"}), "Context"),
     ("context key blank", body(Context={"  ": "v"}), "Context"),
@@ -541,7 +542,8 @@ def test_schema_states_the_rules() -> None:
         "type": "integer",
     }
     assert properties["MediaUrls"]["minItems"] == properties["MediaUrls"]["maxItems"] == 1
-    assert properties["Context"]["maxProperties"] == 5
+    assert properties["Context"]["maxProperties"] == 4
+    assert properties["Context"]["propertyNames"]["not"] == {"const": "sms-worker:RequestId"}
     assert properties["Context"]["propertyNames"]["maxLength"] == 100
     assert properties["Context"]["additionalProperties"]["maxLength"] == 800
     assert properties["MaxPrice"]["pattern"] == r"^[0-9]{0,2}\.[0-9]{1,5}$"

@@ -108,7 +108,7 @@ def price_ok(value: object) -> bool:
 
 
 def context_ok(value: object) -> bool:
-    if type(value) is not dict or len(value) > 5:
+    if type(value) is not dict or len(value) > 4 or "sms-worker:RequestId" in value:
         return False
     return all(
         is_text(k, 1, 100) and not k.isspace() and is_text(v, 1, 800) and v == v.strip()
@@ -272,13 +272,15 @@ ttls = mixed(
     st.integers(5, 259200) | st.sampled_from([5, 259200]),
     st.integers(-10, 300000) | st.sampled_from([4, 259201, 10**30, True, False, "5"]),
 )
-context_keys = st.text(max_size=6) | st.sampled_from(["k" * 100, "k" * 101, "", " ", " a"])
+context_keys = st.text(max_size=6) | st.sampled_from(
+    ["k" * 100, "k" * 101, "", " ", " a", "sms-worker:RequestId"]
+)
 context_values = st.text(max_size=6) | st.sampled_from(["v" * 800, "v" * 801, " v", "v ", "a b"])
 contexts = mixed(
     st.dictionaries(
         st.text(min_size=1, max_size=6).filter(lambda s: not s.isspace()),
         st.text(min_size=1, max_size=6).filter(lambda s: s == s.strip()),
-        max_size=5,
+        max_size=4,
     ),
     st.dictionaries(context_keys, context_values | wrong_types, max_size=7),
 )

@@ -27,10 +27,11 @@ if TYPE_CHECKING:
 def _option_type(annotation: Any) -> tuple[Any, list[str] | None]:
     """argparse type and choices for a settings field."""
     args = typing.get_args(annotation)
-    if typing.get_origin(annotation) is typing.Literal:
-        return str, [str(a) for a in args]
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         annotation = next(a for a in args if a is not type(None))
+        args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is typing.Literal:
+        return str, [str(a) for a in args]
     if annotation in (int, float):
         return annotation, None
     return str, None
@@ -115,12 +116,12 @@ def explain_settings_error(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-async def _run_worker(settings: Settings) -> int:
+async def _run_worker(settings: Settings, handlers: tuple[str, ...] | None = None) -> int:
     from worker.aws.clients import ConfigurationError
     from worker.runtime.startup import EX_CONFIG, StartupError
     from worker.runtime.worker import Worker
 
-    worker = Worker(settings)
+    worker = Worker(settings, handlers)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.request_stop, sig.name)
@@ -150,7 +151,7 @@ def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] |
     return factory
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, handlers: tuple[str, ...] | None = None) -> int:
     from worker.runtime.startup import StartupError
 
     try:
@@ -163,7 +164,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         return report_startup_error(exc)
     configure_logging(settings.log_level, settings.log_format)
     with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
-        return runner.run(_run_worker(settings))
+        return runner.run(_run_worker(settings, handlers))
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """``run`` with the events route alone (it scales apart from the senders): it needs
+    ``events_queue_url`` and ``table``; ``queue_url`` defaults to the events queue (only
+    the events queue is received from)."""
+    if not getattr(args, "events_queue_url", None) and not os.environ.get(
+        "SMS_WORKER_EVENTS_QUEUE_URL"
+    ):
+        _say(
+            "sms-worker events: no events queue: set SMS_WORKER_EVENTS_QUEUE_URL or "
+            "--events-queue-url to the queue your configuration set's events reach"
+        )
+        return 2
+    if not getattr(args, "queue_url", None) and not os.environ.get("SMS_WORKER_QUEUE_URL"):
+        args.queue_url = getattr(args, "events_queue_url", None) or os.environ.get(
+            "SMS_WORKER_EVENTS_QUEUE_URL"
+        )
+    return cmd_run(args, handlers=("events",))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,6 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_settings_options(run)
     run.set_defaults(handler=cmd_run)
+
+    events = commands.add_parser(
+        "events",
+        help="run the delivery-events consumer alone until SIGTERM/SIGINT",
+        description="Drain SMS_WORKER_EVENTS_QUEUE_URL (End User Messaging delivery events: "
+        "raw, SNS-enveloped or EventBridge-enveloped) into the status table, apart from the "
+        "senders so it scales on its own queue. Takes the settings of 'run'; "
+        "SMS_WORKER_QUEUE_URL is not needed.",
+    )
+    add_settings_options(events)
+    events.set_defaults(handler=cmd_events)
 
     from worker.sandbox import cli as sandbox_cli
 

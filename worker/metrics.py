@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 
 # Send-call latency histogram bounds, in seconds (Prometheus convention).
 LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Delivery latency (send -> DELIVERED event) bounds, in seconds: seconds to the 72 hours after
+# which the service reports UNKNOWN.
+DELIVERY_BUCKETS_S = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 86_400.0, 259_200.0)
 
 
 @dataclass
@@ -47,6 +50,13 @@ class Metrics:
     send_latency_s: Histogram = field(default_factory=Histogram)
     sent_by_channel: Counter[str] = field(default_factory=Counter)  # SENT requests
     parts_by_channel: Counter[str] = field(default_factory=Counter)  # their message parts
+    # Delivery events: by eventType as received, and by what applying them did (applied,
+    # proven, stale, record_missing, record_missing_gave_up, not_ours, malformed, ...).
+    events: Counter[str] = field(default_factory=Counter)
+    event_outcomes: Counter[str] = field(default_factory=Counter)
+    delivery_latency_s: Histogram = field(
+        default_factory=lambda: Histogram(DELIVERY_BUCKETS_S, [0] * (len(DELIVERY_BUCKETS_S) + 1))
+    )
 
     def snapshot(self) -> dict[str, object]:
         return {
@@ -62,4 +72,5 @@ class Metrics:
             "deleted": self.deleted,
             "released": self.released,
             "in_flight": self.in_flight,
+            "events": sum(self.events.values()),
         }

@@ -183,7 +183,7 @@ class Settings(BaseSettings):
         ge=0,
         le=1_000,
         description=(
-            "Longest a SENT record waits to be written with others in one BatchWriteItem; "
+            "Longest a SENT record waits to be written with others in one TransactWriteItems; "
             "widens the crash window by at most this (0: write each at once)."
         ),
     )
@@ -215,6 +215,43 @@ class Settings(BaseSettings):
         ),
     )
     record_ttl_days: int = Field(30, ge=1, description="Status records expire after this.")
+    events_queue_url: str | None = Field(
+        None,
+        description=(
+            "URL of the SQS queue of delivery events (a configuration set's event "
+            "destination: SNS raw or enveloped, or EventBridge); `run` drains it too, "
+            "`events` drains only it. Unset: no events consumer."
+        ),
+    )
+    default_configuration_set: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        pattern=r"^[A-Za-z0-9_:/-]+$",
+        description=(
+            "ConfigurationSetName sent with every request that names none, so that its "
+            "delivery events exist (a send names a configuration set or has no events)."
+        ),
+    )
+    reclaim_policy: Literal["resend", "confirm", "never"] | None = Field(
+        None,
+        description=(
+            "What a later delivery of an ambiguous request (a send that may have gone out "
+            "unseen) does: resend at once; confirm: wait reclaim_confirm_s for a delivery "
+            "event, then resend; never: FAILED/AMBIGUOUS unless an event shows it was sent. "
+            "Default: confirm with events_queue_url set, else resend (set confirm yourself "
+            "when `sms-worker events` runs apart from the senders)."
+        ),
+    )
+    reclaim_confirm_s: float = Field(
+        600.0,
+        gt=0,
+        le=43_200,
+        description=(
+            "confirm: how long after an ambiguous attempt a request waits for a delivery "
+            "event before it is sent again (one visibility delay: at most 12 hours)."
+        ),
+    )
     metrics_port: int = Field(
         9102, ge=0, le=65_535, description="Port of /metrics, /healthz, /readyz (0 disables)."
     )
@@ -234,9 +271,11 @@ class Settings(BaseSettings):
             return parse_rate_limits(value)
         raise ValueError("rate_limits must be 'IDENTITY=MPS,...'")
 
-    @field_validator("queue_url")
+    @field_validator("queue_url", "events_queue_url")
     @classmethod
-    def _check_queue_url(cls, value: str) -> str:
+    def _check_queue_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not value.startswith(("https://", "http://")):
             raise ValueError(
                 f"queue_url {value!r} is not a queue URL; use the QueueUrl that "
@@ -271,6 +310,14 @@ class Settings(BaseSettings):
         if self.redelivery_max_delay_s < self.redelivery_base_delay_s:
             raise ValueError("redelivery_max_delay_s must be >= redelivery_base_delay_s")
         return self
+
+    @property
+    def effective_reclaim_policy(self) -> Literal["resend", "confirm", "never"]:
+        """``reclaim_policy``, or its default: confirm when an events queue is configured
+        (an event can settle the question), resend otherwise (nothing would)."""
+        if self.reclaim_policy is not None:
+            return self.reclaim_policy
+        return "confirm" if self.events_queue_url else "resend"
 
     def rate_for(self, key: str) -> float:
         """The quota (per second: messages, or an SMS's message parts) of a rate-limit key:

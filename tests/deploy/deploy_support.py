@@ -24,10 +24,6 @@ CFN_TEMPLATE = ROOT / "deploy" / "cloudformation" / "sms-worker.yaml"
 K8S_DIR = ROOT / "deploy" / "kubernetes"
 
 ENV_PREFIX = "SMS_WORKER_"
-# Subcommands written by others at the same time as the deployment files. A check that needs
-# one skips (saying why) while it is not registered; once all have landed, empty this set so
-# that a missing subcommand fails instead.
-PENDING_SUBCOMMANDS: frozenset[str] = frozenset()  # every subcommand has landed
 
 
 def settings_env_names() -> set[str]:
@@ -80,15 +76,10 @@ def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 
 def require_subcommand(parser: argparse.ArgumentParser, name: str) -> None:
-    """Skip while a pending subcommand is not registered yet; fail for any other."""
+    """Fail unless ``name`` is a subcommand of ``sms-worker``."""
     registered = subcommands(parser)
     if name in registered:
         return
-    if name in PENDING_SUBCOMMANDS:
-        pytest.skip(
-            f"`sms-worker {name}` is not registered yet (being written by others); "
-            "this check runs once it is"
-        )
     pytest.fail(f"`sms-worker {name}` is not a subcommand: {sorted(registered)}")
 
 

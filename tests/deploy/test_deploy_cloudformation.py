@@ -44,6 +44,9 @@ BATCH_ACTIONS = {
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
     "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
     "sqs:SendMessageBatch": "sqs:SendMessage",
+    # IAM authorizes a transaction by the actions of its items (the SENT writer's are updates):
+    # there is no dynamodb:TransactWriteItems action to grant.
+    "dynamodb:TransactWriteItems": "dynamodb:UpdateItem",
 }
 SERVICES = {"sqs": "sqs", "dynamodb": "dynamodb", "pinpoint-sms-voice-v2": "sms-voice"}
 QUEUE_ARN = {"Fn::GetAtt": ["Queue", "Arn"]}
@@ -260,7 +263,6 @@ def test_each_permission_is_on_exactly_its_resource(template: dict[str, Any]) ->
         (None, "sqs:GetQueueAttributes", repr(DLQ_ARN)),  # the sampled dead-letter depth
         (None, "dynamodb:UpdateItem", table),
         (None, "dynamodb:GetItem", table),
-        (None, "dynamodb:BatchWriteItem", table),
         (None, "dynamodb:DescribeTable", table),
         (None, "sqs:GetQueueUrl", repr(DLQ_ARN)),
         (None, "sms-voice:SendMediaMessage", repr(IDENTITIES)),
@@ -275,6 +277,9 @@ def test_each_permission_is_on_exactly_its_resource(template: dict[str, Any]) ->
             "sms-voice:SendTextMessage",
             repr(CONFIGURATION_RESOURCES),
         ),
+        # SMS_WORKER_DEFAULT_CONFIGURATION_SET: a send is authorized against its set too
+        (None, "sms-voice:SendMediaMessage", repr({"Fn::GetAtt": ["ConfigurationSet", "Arn"]})),
+        (None, "sms-voice:SendTextMessage", repr({"Fn::GetAtt": ["ConfigurationSet", "Arn"]})),
     }
     assert _grants(document) == expected
 
@@ -348,7 +353,14 @@ def test_no_other_iam_resources_grant_anything(template: dict[str, Any]) -> None
     iam = {
         name: r for name, r in _resources(template).items() if r["Type"].startswith("AWS::IAM::")
     }
-    assert set(iam) == {"WorkerPolicy", "ProducerPolicy", "WorkerTaskRole", "TaskExecutionRole"}
+    assert set(iam) == {
+        "WorkerPolicy",
+        "ProducerPolicy",
+        "WorkerTaskRole",
+        "TaskExecutionRole",
+        "EventsConsumerPolicy",
+        "EventsConsumerTaskRole",
+    }
     execution = iam["TaskExecutionRole"]["Properties"]
     assert "Policies" not in execution
     assert execution["ManagedPolicyArns"] == [
@@ -406,11 +418,13 @@ def test_the_same_resources_as_sms_worker_init(template: dict[str, Any]) -> None
             assert str(ours[name]["Properties"][key]) == str(value), f"{name}.{key}"
 
 
-def _alarm(template: dict[str, Any], metric: str) -> dict[str, Any]:
+def _alarm(template: dict[str, Any], metric: str, queue: str) -> dict[str, Any]:
     (found,) = [
         r["Properties"]
         for r in _resources(template).values()
-        if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["MetricName"] == metric
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        and r["Properties"]["MetricName"] == metric
+        and r["Properties"]["Dimensions"][0]["Value"] == {"Fn::GetAtt": [queue, "QueueName"]}
     ]
     return dict(found)
 
@@ -418,9 +432,15 @@ def _alarm(template: dict[str, Any], metric: str) -> dict[str, Any]:
 def test_alarms_on_dead_letters_and_the_age_of_the_oldest_message(
     template: dict[str, Any],
 ) -> None:
-    dead = _alarm(template, "ApproximateNumberOfMessagesVisible")
-    oldest = _alarm(template, "ApproximateAgeOfOldestMessage")
-    for alarm, queue in ((dead, "DeadLetterQueue"), (oldest, "Queue")):
+    dead = _alarm(template, "ApproximateNumberOfMessagesVisible", "DeadLetterQueue")
+    oldest = _alarm(template, "ApproximateAgeOfOldestMessage", "Queue")
+    events_dead = _alarm(template, "ApproximateNumberOfMessagesVisible", "EventsDeadLetterQueue")
+    assert events_dead["Threshold"] == 0
+    for alarm, queue in (
+        (dead, "DeadLetterQueue"),
+        (oldest, "Queue"),
+        (events_dead, "EventsDeadLetterQueue"),
+    ):
         assert alarm["Namespace"] == "AWS/SQS"
         assert alarm["Dimensions"] == [
             {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}
@@ -465,6 +485,8 @@ def test_the_task_definition(template: dict[str, Any]) -> None:
     assert int(container["StopTimeout"]) > shutdown_budget_s() >= 30
     assert int(container["StopTimeout"]) <= 120, "Fargate's maximum"
     env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert env["SMS_WORKER_DEFAULT_CONFIGURATION_SET"] == {"Ref": "ConfigurationSet"}
+    assert "SMS_WORKER_EVENTS_QUEUE_URL" not in env, "the sender's role may not read events"
     assert env["SMS_WORKER_QUEUE_URL"] == {"Ref": "Queue"}
     assert env["SMS_WORKER_TABLE"] == {"Ref": "StatusTable"}
     assert env["AWS_REGION"] == {"Ref": "AWS::Region"}
@@ -512,3 +534,115 @@ def test_outputs(template: dict[str, Any]) -> None:
     assert outputs["DeadLetterQueueUrl"] == {"Ref": "DeadLetterQueue"}
     assert outputs["TableName"] == {"Ref": "StatusTable"}
     assert outputs["WorkerPolicyArn"] == {"Ref": "WorkerPolicy"}
+
+
+# --- delivery events ----------------------------------------------------------------------
+
+EVENTS_QUEUE_ARN = {"Fn::GetAtt": ["EventsQueue", "Arn"]}
+TOPIC = {"Ref": "EventsTopic"}
+
+
+def test_the_events_consumer_policy_is_exactly_its_calls_on_its_resources(
+    template: dict[str, Any],
+) -> None:
+    document = _props(template, "EventsConsumerPolicy")["PolicyDocument"]
+    events, table = repr(EVENTS_QUEUE_ARN), repr(TABLE_ARN)
+    assert _grants(document) == {
+        (None, "sqs:ReceiveMessage", events),
+        (None, "sqs:DeleteMessage", events),
+        (None, "sqs:ChangeMessageVisibility", events),
+        (None, "sqs:GetQueueAttributes", events),
+        (None, "dynamodb:UpdateItem", table),
+        (None, "dynamodb:GetItem", table),
+    }
+    role = _props(template, "EventsConsumerTaskRole")
+    assert role["ManagedPolicyArns"] == [{"Ref": "EventsConsumerPolicy"}]
+    assert "Policies" not in role
+    worker = _props(template, "WorkerPolicy")["PolicyDocument"]
+    assert all(repr(EVENTS_QUEUE_ARN) != resource for _, _, resource in _grants(worker))
+
+
+def test_the_events_queue_has_its_dead_letter_queue(template: dict[str, Any]) -> None:
+    queue = _props(template, "EventsQueue")
+    assert queue["QueueName"] == {"Ref": "EventsQueueName"}
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]
+    }
+    assert _props(template, "EventsDeadLetterQueue")["QueueName"] == {
+        "Fn::Sub": "${EventsQueueName}-dlq"
+    }
+    assert int(queue["MessageRetentionPeriod"]) >= 72 * 3600, "events come up to 72 h late"
+    for name in ("EventsQueue", "EventsDeadLetterQueue"):
+        assert _props(template, name)["SqsManagedSseEnabled"] is True
+
+
+def test_the_topic_feeds_the_queue_raw_and_only_the_topic_may(template: dict[str, Any]) -> None:
+    subscription = _props(template, "EventsSubscription")
+    assert subscription == {
+        "TopicArn": TOPIC,
+        "Protocol": "sqs",
+        "Endpoint": EVENTS_QUEUE_ARN,
+        "RawMessageDelivery": True,
+    }
+    policy = _props(template, "EventsQueuePolicy")
+    assert policy["Queues"] == [{"Ref": "EventsQueue"}]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "sns.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Resource"] == EVENTS_QUEUE_ARN
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": TOPIC}}
+    topic_policy = _props(template, "EventsTopicPolicy")
+    (publish,) = topic_policy["PolicyDocument"]["Statement"]
+    assert publish["Principal"] == {"Service": "sms-voice.amazonaws.com"}
+    assert publish["Action"] == "sns:Publish" and publish["Resource"] == TOPIC
+    assert publish["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    }
+
+
+def test_the_configuration_set_publishes_text_and_media_events_to_the_topic(
+    template: dict[str, Any],
+) -> None:
+    resource = _resources(template)["ConfigurationSet"]
+    assert resource["Type"] == "AWS::SMSVOICE::ConfigurationSet"
+    assert resource["DependsOn"] == "EventsTopicPolicy"  # may publish before it exists
+    props = resource["Properties"]
+    assert props["ConfigurationSetName"] == {"Ref": "ConfigurationSetName"}
+    (destination,) = props["EventDestinations"]
+    assert destination["Enabled"] is True
+    assert destination["SnsDestination"] == {"TopicArn": TOPIC}
+    assert sorted(destination["MatchingEventTypes"]) == ["MEDIA_ALL", "TEXT_ALL"]
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("pinpoint-sms-voice-v2")
+    assert set(destination["MatchingEventTypes"]) <= set(model.shape_for("EventType").enum)
+
+
+def test_the_events_outputs_name_the_settings(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    assert outputs["EventsQueueUrl"]["Value"] == {"Ref": "EventsQueue"}
+    assert outputs["EventsQueueUrl"]["Description"] == "SMS_WORKER_EVENTS_QUEUE_URL"
+    assert outputs["ConfigurationSetName"]["Description"] == "SMS_WORKER_DEFAULT_CONFIGURATION_SET"
+    assert outputs["EventsConsumerPolicyArn"]["Value"] == {"Ref": "EventsConsumerPolicy"}
+
+
+def test_init_prints_the_same_events_path_and_it_lints_clean(template: dict[str, Any]) -> None:
+    cloudformation = pytest.importorskip("worker.ops.cloudformation")
+    generated = cloudformation.template(
+        queue_name="q", table="tab", events_queue_name="ev", configuration_set="cs"
+    )
+    text = cloudformation.render(generated)
+    matches = cfnlint_api.lint(text, regions=REGIONS)
+    serious = [m for m in matches if m.rule.id[0] in "EW"]
+    assert serious == [], _format(serious)
+    ours, theirs = _resources(template), generated["Resources"]
+    for name, resource in cloudformation.events_resources(configuration_set=True).items():
+        assert theirs[name] == resource
+        assert ours[name]["Type"] == resource["Type"], name
+        for key, value in resource["Properties"].items():
+            if key in ("VisibilityTimeout", "PolicyDocument"):
+                continue  # a fallback there; Sids differ, the statements are compared above
+            assert ours[name]["Properties"][key] == value, f"{name}.{key}"
+    without = cloudformation.template(events_queue_name="ev")
+    assert "ConfigurationSet" not in without["Resources"]
+    assert "EventsQueue" not in cloudformation.template()["Resources"]

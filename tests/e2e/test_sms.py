@@ -57,7 +57,7 @@ async def test_every_sms_rule_accepted_and_refused(aws: Aws, env: Env, sandbox: 
         assert item["Status"] == "SENT", (body, item)
         assert item["MessageId"] == send["message_id"]
         assert (item["Channel"], send["channel"]) == ("SMS", "SMS")
-        assert item["MessageParts"] == send["parts"] >= 1
+        assert item["ReservedParts"] == send["parts"] >= 1
         assert item["Attempts"] == 1
         assert item.get("OriginationIdentity") == body.get("OriginationIdentity")
         # Sent as given, less the envelope.
@@ -77,8 +77,12 @@ async def test_every_sms_rule_accepted_and_refused(aws: Aws, env: Env, sandbox: 
         assert item["Attempts"] == 0
         assert body.get("DestinationPhoneNumber") not in sends
     mms_item = items[mms["RequestId"]]
-    assert (mms_item["Status"], mms_item["Channel"], mms_item["MessageParts"]) == ("SENT", "MMS", 1)
+    assert (mms_item["Status"], mms_item["Channel"], mms_item["ReservedParts"]) == (
+        "SENT",
+        "MMS",
+        1,
+    )
     assert sends[mms["DestinationPhoneNumber"]]["channel"] == "MMS"
     assert (await sandbox.stats())["parts_by_channel"]["SMS"] == sum(
-        items[b["RequestId"]]["MessageParts"] for b in accepted
+        items[b["RequestId"]]["ReservedParts"] for b in accepted
     )

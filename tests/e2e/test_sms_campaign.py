@@ -75,7 +75,7 @@ async def test_a_quota_in_parts_is_kept_with_almost_no_throttling(
     expected_parts = sum(i % 10 + 1 for i in range(20))  # 110
     assert stats["parts_by_channel"] == {"SMS": expected_parts, "MMS": 10}
     sms_items = [items[b["RequestId"]] for b in bodies if b.get("Channel") == "SMS"]
-    assert sorted(i["MessageParts"] for i in sms_items) == sorted(i % 10 + 1 for i in range(20))
+    assert sorted(i["ReservedParts"] for i in sms_items) == sorted(i % 10 + 1 for i in range(20))
     sends = await sandbox.sends()
     assert len(sends) == len(bodies) == len({s["destination"] for s in sends})  # once each
     assert await dead_letters(aws, env) == 0

@@ -49,7 +49,8 @@ INVALID: list[dict[str, Any]] = [
     {**BASE, "MediaUrls": ["s3://my-media/a.png", "s3://my-media/b.png"]},  # two URLs
     {**BASE, "MediaUrls": ["s3://my-media/a.avi"]},  # not an MMS type
     {**BASE, "MessageBody": "   "},  # only white space
-    {**BASE, "MessageBody": "x", "Context": {f"k{n}": "v" for n in range(6)}},  # 6 entries
+    {**BASE, "MessageBody": "x", "Context": {f"k{n}": "v" for n in range(5)}},  # 5: one is ours
+    {**BASE, "MessageBody": "x", "Context": {"sms-worker:RequestId": "r-1"}},  # reserved key
     {**BASE, "MessageBody": "x", "RequestId": "has space"},
     {**BASE, "DestinationPhoneNumber": "2065550100", "MessageBody": "x"},  # no '+'
 ]

@@ -120,6 +120,8 @@ async def test_sends_stats_and_reset(
         "params",
         "channel",
         "parts",
+        "operation",
+        "cut",
     }
     assert (first["identity"], first["destination"], first["dry_run"]) == (ORIGIN, DEST, False)
     assert first["params"] == send_args()
@@ -163,8 +165,15 @@ async def test_every_field_can_be_patched_at_once(
         "default_mps": None, "mps": {}, "burst_s": 2, "latency_ms": 0, "latency_jitter_ms": 0,
         "fault_rate": 0, "opted_out": [], "blocked_prefixes": ["+44"], "known_identities": None,
         "account_error": None, "record_path": None, "seed": None, "spend_limit_reached": [],
+        "events_queue_url": "http://127.0.0.1:1/123456789012/events", "events_envelope": "sns",
+        "events_outcomes": {"delivered": 3, "spam": 1}, "events_delay_ms": 50,
+        "events_jitter_ms": 10, "events_duplicate_rate": 0.1, "events_reorder": True,
+        "cut_after_accept_rate": 0.05,
     }  # fmt: skip
     status, config = await _post(http, f"{box.url}/_sandbox/config", patch)
     assert status == 200
     assert set(config) == set(patch)
     assert config["blocked_prefixes"] == ["+44"]
+    assert config["events_outcomes"] == {"delivered": 3.0, "spam": 1.0}
+    assert config["events_reorder"] is True and config["events_envelope"] == "sns"
+    assert box.state.config.cut_after_accept_rate == 0.05

@@ -122,6 +122,44 @@ def test_every_option_reaches_the_config() -> None:
     )
 
 
+def test_every_events_option_reaches_the_config() -> None:
+    args = _parse(
+        "--events-queue-url", "http://127.0.0.1:5000/123456789012/events",
+        "--events-envelope", "eventbridge", "--events-outcomes", "delivered=8,spam=1",
+        "--events-outcomes", "media_file_inaccessible=1", "--events-delay-ms", "250",
+        "--events-jitter-ms", "50", "--events-duplicate-rate", "0.2", "--events-reorder",
+        "--cut-after-accept-rate", "0.05",
+    )  # fmt: skip
+    assert config_from_args(args) == SandboxConfig(
+        events_queue_url="http://127.0.0.1:5000/123456789012/events",
+        events_envelope="eventbridge",
+        events_outcomes={"delivered": 8.0, "spam": 1.0, "media_file_inaccessible": 1.0},
+        events_delay_ms=250.0,
+        events_jitter_ms=50.0,
+        events_duplicate_rate=0.2,
+        events_reorder=True,
+        cut_after_accept_rate=0.05,
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("--events-outcomes", "delivered"), "OUTCOME=WEIGHT"),
+        (("--events-outcomes", "delivered=lots"), "not a number"),
+        (("--events-outcomes", "lost=1"), "unknown outcome"),
+        (("--events-outcomes", "delivered=0"), "at least one outcome"),
+        (("--events-queue-url", "events"), "SQS queue URL"),
+        (("--events-duplicate-rate", "2"), "between 0 and 1"),
+        (("--cut-after-accept-rate", "-0.1"), "between 0 and 1"),
+        (("--events-delay-ms", "-5"), ">= 0"),
+    ],
+)
+def test_bad_events_values_say_what_is_wrong(argv: tuple[str, ...], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        config_from_args(_parse(*argv))
+
+
 @pytest.mark.parametrize(
     "argv",
     [("--rate", "pool-a"), ("--rate", "pool-a=fast"), ("--rate", "pool-a=0"), ("--mps", "-1")],

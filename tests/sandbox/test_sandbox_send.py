@@ -73,7 +73,10 @@ async def test_record_path_appends_json_lines(
         "params",
         "channel",
         "parts",
+        "operation",
+        "cut",
     }
+    assert lines[0]["operation"] == "SendMediaMessage" and lines[0]["cut"] is False
     assert lines[0]["params"]["DestinationPhoneNumber"] == DEST
 
 

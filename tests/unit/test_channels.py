@@ -86,12 +86,13 @@ def test_absent_or_mms_channel_parses_as_mms(channel: str | None) -> None:
     assert parsed.rate_key == parsed.identity == "pool-1"
     assert parsed.destination == US
     assert parsed.dry_run is True
-    # The envelope is never sent, Channel included.
+    # The envelope is never sent, Channel included; the reserved Context key names the request.
     assert parsed.api_params() == {
         "DestinationPhoneNumber": US,
         "OriginationIdentity": "pool-1",
         "MessageBody": "hi",
         "DryRun": True,
+        "Context": {"sms-worker:RequestId": "sqs-1"},
     }
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -220,3 +221,111 @@ def test_an_account_disabled_names_its_reason_in_the_cooldown() -> None:
     error = SendError(ErrorKind.ACCOUNT, "AccessDeniedException", "ACCOUNT_DISABLED", "x")
     step = d.send_failed(ctx(1, 5), error)
     assert step.cooldown == "AccessDeniedException:ACCOUNT_DISABLED"
+
+
+# -- the reclaim policy (contract section 3: an ambiguous request) ---------------------------
+LAPSED_SENDING = {
+    "Status": "SENDING",
+    "UpdatedAt": (NOW - timedelta(seconds=90)).isoformat(),
+    "LeaseUntil": NOW_MS - 30_000,
+    "Attempts": 1,
+}
+AMBIGUOUS_RETRYING = {"Status": "RETRYING", "AmbiguousAt": NOW_MS - 20_000, "Attempts": 1}
+
+
+def reclaimed(prior: dict[str, Any]) -> Claim:
+    return Claim("r-1", "token", 2, NOW_MS + 60_000, prior)
+
+
+def ambiguous_send() -> SendResult:
+    error = SendError(ErrorKind.TRANSIENT, "ReadTimeoutError", None, "read timed out", False, True)
+    return SendResult(None, error, 1, 2000.0)
+
+
+@pytest.mark.parametrize("prior", [{}, {"Status": "RETRYING", "Attempts": 1}], ids=["new", "retry"])
+@pytest.mark.parametrize("policy", ["resend", "confirm", "never"])
+def test_a_request_with_no_ambiguous_attempt_is_sent(prior: dict[str, Any], policy: str) -> None:
+    claim = reclaimed(prior)
+    assert claim.ambiguous_since_ms is None
+    assert d.reclaim(ctx(reclaim_policy=policy), claim) is None
+
+
+@pytest.mark.parametrize("prior", [LAPSED_SENDING, AMBIGUOUS_RETRYING], ids=["died", "timed-out"])
+def test_resend_sends_an_ambiguous_request_again_at_once(prior: dict[str, Any]) -> None:
+    assert d.reclaim(ctx(reclaim_policy="resend"), reclaimed(prior)) is None
+
+
+def test_a_lapsed_sending_is_ambiguous_since_its_claim() -> None:
+    assert reclaimed(LAPSED_SENDING).ambiguous_since_ms == NOW_MS - 90_000
+    assert reclaimed(AMBIGUOUS_RETRYING).ambiguous_since_ms == NOW_MS - 20_000
+
+
+@pytest.mark.parametrize("prior", [LAPSED_SENDING, AMBIGUOUS_RETRYING], ids=["died", "timed-out"])
+def test_confirm_waits_for_an_event_until_confirm_s_after_the_attempt(
+    prior: dict[str, Any],
+) -> None:
+    since = reclaimed(prior).ambiguous_since_ms
+    assert since is not None
+    step = d.reclaim(ctx(reclaim_policy="confirm", reclaim_confirm_s=600), reclaimed(prior))
+    assert step is not None and step.kind is d.Kind.RETRYING
+    # One visibility delay for the whole wait: one receive, not one per poll.
+    assert step.ack == Release(math.ceil((since + 600_000 - NOW_MS) / 1000))
+    assert step.outcome is not None and step.outcome.status is Status.RETRYING
+    assert step.outcome.error_code == d.AMBIGUOUS and step.outcome.ambiguous_at_ms == since
+    # Once the time has passed with no event (an event would have made it SENT): sent again.
+    assert d.reclaim(ctx(reclaim_policy="confirm", reclaim_confirm_s=10), reclaimed(prior)) is None
+
+
+def test_confirm_on_the_last_receive_is_final_and_keeps_its_ambiguity() -> None:
+    step = d.reclaim(ctx(5, 5, reclaim_policy="confirm"), reclaimed(AMBIGUOUS_RETRYING))
+    assert step is not None and step.kind is d.Kind.EXHAUSTED and step.ack == Release(0)
+    assert step.outcome is not None and step.outcome.error_code == d.RETRIES_EXHAUSTED
+    assert step.outcome.ambiguous_at_ms == NOW_MS - 20_000  # a replay waits for it too
+
+
+@pytest.mark.parametrize("prior", [LAPSED_SENDING, AMBIGUOUS_RETRYING], ids=["died", "timed-out"])
+def test_never_fails_an_ambiguous_request_as_ambiguous(prior: dict[str, Any]) -> None:
+    step = d.reclaim(ctx(reclaim_policy="never"), reclaimed(prior))
+    assert step is not None and step.kind is d.Kind.FAILED and step.ack == Delete()
+    assert step.outcome is not None and step.outcome.status is Status.FAILED
+    assert step.outcome.error_code == d.AMBIGUOUS
+
+
+def test_an_ambiguous_call_error_follows_the_policy() -> None:
+    confirm = d.decide(ctx(reclaim_policy="confirm", reclaim_confirm_s=30), parsed(), CLAIM,
+                       ambiguous_send())  # fmt: skip
+    assert isinstance(confirm, d.Decision) and confirm.ack == Release(30)
+    assert confirm.outcome is not None and confirm.outcome.ambiguous_at_ms == NOW_MS
+    never = d.decide(ctx(reclaim_policy="never"), parsed(), CLAIM, ambiguous_send())
+    assert isinstance(never, d.Decision) and never.outcome is not None
+    assert (never.outcome.status, never.outcome.error_code) == (Status.FAILED, d.AMBIGUOUS)
+    resend = d.decide(ctx(reclaim_policy="resend"), parsed(), CLAIM, ambiguous_send())
+    assert isinstance(resend, d.Decision) and resend.kind is d.Kind.RETRYING
+    assert resend.outcome is not None and resend.outcome.ambiguous_at_ms is None
+    # A connect failure is no ambiguity: nothing was written.
+    refused = failed_send(ErrorKind.TRANSIENT, "EndpointConnectionError", answered=False)
+    step = d.decide(ctx(reclaim_policy="never"), parsed(), CLAIM, refused)
+    assert isinstance(step, d.Decision) and step.kind is d.Kind.RETRYING
+
+
+def test_only_a_call_that_may_have_been_written_is_ambiguous() -> None:
+    from botocore.exceptions import (
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
+
+    from worker.sending.errors import classify
+
+    url = "http://127.0.0.1:1"
+    for exc, ambiguous in [
+        (ReadTimeoutError(endpoint_url=url), True),
+        (ConnectionClosedError(endpoint_url=url), True),
+        (TimeoutError(), True),
+        (ConnectTimeoutError(endpoint_url=url), False),
+        (EndpointConnectionError(endpoint_url=url), False),
+    ]:
+        error = classify(exc)
+        assert error is not None and error.ambiguous is ambiguous, exc
+        assert not error.answered

@@ -10,6 +10,7 @@ from sms_cases import ACCEPTED, ORIGIN, REJECTED, sms
 
 from worker.model import InvalidRequest, ParsedRequest, parse_request
 from worker.model.channels import MMS, SMS
+from worker.model.rules import RESERVED_CONTEXT_KEY
 from worker.model.sms import SmsRequest
 from worker.settings import Settings
 
@@ -26,7 +27,9 @@ def test_accepted(name: str, fields: dict[str, Any]) -> None:
     assert parsed.channel is SMS and parsed.envelope.channel == "SMS"
     assert isinstance(parsed.payload, SmsRequest)
     sent = {k: v for k, v in body.items() if k not in ("Channel", "RequestId")}
-    assert parsed.api_params() == sent  # the envelope is never sent
+    # The envelope is never sent; the reserved Context key names the request (contract §1).
+    sent["Context"] = {**sent.get("Context", {}), RESERVED_CONTEXT_KEY: parsed.request_id}
+    assert parsed.api_params() == sent
 
 
 @pytest.mark.parametrize(("name", "fields", "reason"), REJECTED, ids=[n for n, _, _ in REJECTED])

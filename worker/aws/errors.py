@@ -11,7 +11,14 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 # Throttling as the three services spell it (botocore's standard retry mode knows these too).
 THROTTLING_CODES = frozenset(
@@ -29,6 +36,8 @@ THROTTLING_CODES = frozenset(
     }
 )
 CONDITION_FAILED = "ConditionalCheckFailedException"
+#: A DynamoDB transaction refused whole (a conflicting write to one of its items, throttling).
+TRANSACTION_CANCELED = "TransactionCanceledException"
 #: The queue (SQS) or the table (DynamoDB) named in the call does not exist.
 QUEUE_MISSING_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 TABLE_MISSING = "ResourceNotFoundException"
@@ -97,3 +106,18 @@ def is_unavailable(exc: BaseException) -> bool:
 def describe(exc: BaseException) -> str:
     """A short name for logs and metrics labels: the error code, else the exception class."""
     return error_code(exc) or type(exc).__name__
+
+
+def is_ambiguous(exc: BaseException) -> bool:
+    """Did a call fail *after* its request may have been written, so that the service may
+    have acted on it without our seeing the answer? A read timeout, a connection closed or
+    reset after it was made, the caller's own deadline. Not a connect failure or a connect
+    timeout (nothing was written), nor any answer (an error the service sent is an answer)."""
+    if isinstance(exc, ConnectTimeoutError | EndpointConnectionError):
+        return False
+    if isinstance(exc, ReadTimeoutError | ConnectionClosedError | asyncio.TimeoutError):
+        return True
+    return isinstance(
+        exc,
+        aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ServerTimeoutError,
+    )

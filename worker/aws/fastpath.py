@@ -44,6 +44,9 @@ class DynamoDBCalls(_Adapter):
     async def batch_write_item(self, **params: Any) -> dict[str, Any]:
         return await self.api.call("BatchWriteItem", params)
 
+    async def transact_write_items(self, **params: Any) -> dict[str, Any]:
+        return await self.api.call("TransactWriteItems", params)
+
 
 class SqsCalls(_Adapter):
     async def receive_message(self, **params: Any) -> dict[str, Any]:

@@ -174,8 +174,13 @@ class JsonApiClient:
             if str(exc).lower().startswith("connect"):
                 raise ConnectTimeoutError(endpoint_url=url, error=exc) from exc
             raise ReadTimeoutError(endpoint_url=url, error=exc) from exc
-        except (aiohttp.ClientConnectionError, OSError) as exc:
+        except (aiohttp.ClientConnectorError, ConnectionRefusedError) as exc:
+            # No connection was made: the request was never written.
             raise EndpointConnectionError(endpoint_url=url, error=exc) from exc
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            # The connection was made, then lost (reset): the request may have been written
+            # and acted on, as botocore says of a connection closed before the answer.
+            raise ConnectionClosedError(endpoint_url=url, error=exc) from exc
         except TimeoutError as exc:
             raise ReadTimeoutError(endpoint_url=url, error=exc) from exc
         except aiohttp.ClientError as exc:

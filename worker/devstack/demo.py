@@ -5,6 +5,8 @@ dead-letter queue) and the status table, feeds a 1,000-request campaign of MMS a
 and Unicode SMS bodies of several parts; invalid, opted-out and expired requests among them)
 into the queue as the worker drains it, runs a real ``sms-worker run`` process with a live
 progress line, prints a summary (with the parts sent per channel), stops everything.
+The sandbox emits delivery events (a mix of outcomes, SNS-enveloped, some late, some twice)
+to an events queue the worker drains too, so the summary shows the delivery rate and cost.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import aiohttp
 
 from worker.aws.clients import aws_client
 from worker.devstack.stack import LocalStack
+from worker.ops.progress import format_delivery
 from worker.resources import ensure_resources
 from worker.status.codec import decode_item
 from worker.status.counters import read_campaign
@@ -46,6 +49,12 @@ SMS_BODIES = (
 OPTED_OUT = [f"+1206555{9000 + i:04d}" for i in range(20)]
 # One event per request reaching its final status (a duplicate delivery logs another event).
 FINAL_EVENTS = ("sent", "failed", "expired")
+CONFIGURATION_SET = "demo-events"
+# The sandbox's delivery events: what happens to the accepted sends (weights).
+EVENT_OUTCOMES = {
+    "delivered": 90, "accepted_only": 3, "carrier_unreachable": 2, "spam": 1,
+    "blocked": 1, "ttl_expired": 1, "unknown": 1, "media_file_inaccessible": 1,
+}  # fmt: skip
 
 
 def campaign() -> list[Any]:
@@ -174,7 +183,24 @@ async def main() -> int:
 async def run_demo(workdir: Path, env: dict[str, str], stack: LocalStack) -> int:
     async with aws_client("sqs") as sqs, aws_client("dynamodb") as ddb:
         res = await ensure_resources(sqs, ddb, queue_name="sms-demo", table="sms-demo-status")
+        events_url = str((await sqs.create_queue(QueueName="sms-demo-events"))["QueueUrl"])
         print(f"  queue {res.queue_url} (+ dead-letter queue), table {res.table}")
+        print(f"  delivery events: the sandbox emits them to {events_url}")
+        assert stack.sandbox is not None
+        async with aiohttp.ClientSession() as http:
+            config = {
+                "events_queue_url": events_url,
+                "events_envelope": "sns",
+                "events_outcomes": EVENT_OUTCOMES,
+                "events_delay_ms": 200,
+                "events_jitter_ms": 800,
+                "events_duplicate_rate": 0.02,
+                "events_reorder": True,
+            }
+            async with http.post(f"{stack.sandbox.url}/_sandbox/config", json=config) as r:
+                if r.status != 200:
+                    print(f"  the sandbox refused the events configuration: {await r.text()}")
+                    return 1
         log_path = workdir / "worker.log"
         worker_env = dict(os.environ) | {
             "SMS_WORKER_QUEUE_URL": res.queue_url,
@@ -183,6 +209,8 @@ async def run_demo(workdir: Path, env: dict[str, str], stack: LocalStack) -> int
             "SMS_WORKER_LOG_FORMAT": "json",
             "SMS_WORKER_WAIT_TIME_S": "2",
             "SMS_WORKER_PROGRESS_INTERVAL_S": "5",
+            "SMS_WORKER_EVENTS_QUEUE_URL": events_url,
+            "SMS_WORKER_DEFAULT_CONFIGURATION_SET": CONFIGURATION_SET,
         }
         with log_path.open("ab") as log:
             process = await asyncio.create_subprocess_exec(
@@ -207,6 +235,7 @@ async def run_demo(workdir: Path, env: dict[str, str], stack: LocalStack) -> int
             elapsed = time.monotonic() - started
             progress.show(done, started, fed[0], force=True)
             print()
+            await drain_events(sqs, events_url)
         finally:
             feeder.cancel()
             if process.returncode is None:
@@ -215,6 +244,23 @@ async def run_demo(workdir: Path, env: dict[str, str], stack: LocalStack) -> int
         await feeder if not feeder.cancelled() and feeder.done() else None
         await summary(ddb, res.table, stack, elapsed, code)
     return 0 if code == 0 else 1
+
+
+async def drain_events(sqs: Any, events_url: str, timeout_s: float = 30.0) -> None:
+    """Wait (with a line of progress) until the worker has applied the delivery events."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        attrs = await sqs.get_queue_attributes(
+            QueueUrl=events_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )
+        left = sum(int(v) for v in attrs["Attributes"].values())
+        if left == 0:
+            await asyncio.sleep(2.5)  # a last counter flush and late (delayed) events
+            return
+        print(f"  applying delivery events: {left} left", flush=True)
+        await asyncio.sleep(1.0)
+    print(f"  {timeout_s:g} s passed with delivery events still queued; summary as it stands")
 
 
 async def summary(ddb: Any, table: str, stack: LocalStack, elapsed: float, code: int) -> None:
@@ -254,7 +300,7 @@ async def summary(ddb: Any, table: str, stack: LocalStack, elapsed: float, code:
     )
     for channel in sorted({str(i["Channel"]) for i in items if "Channel" in i}):
         sent = [i for i in items if i.get("Channel") == channel and i["Status"] == "SENT"]
-        parts = Counter(int(i.get("MessageParts", 1)) for i in sent)
+        parts = Counter(int(i.get("ReservedParts", 1)) for i in sent)
         print(
             f"  {channel}: sent {len(sent)}, message parts {sum(k * n for k, n in parts.items())}"
             f" (sandbox accepted {stats.get('parts_by_channel', {}).get(channel, 0)}); "
@@ -263,6 +309,7 @@ async def summary(ddb: Any, table: str, stack: LocalStack, elapsed: float, code:
     progress = await read_campaign(ddb, table, CAMPAIGN)
     counts = "  ".join(f"{k}={v}" for k, v in sorted(progress.counts.items()))
     print(f"  campaign counters ({CAMPAIGN}): {counts}")
+    print(f"  delivery ({CAMPAIGN}): {format_delivery(progress)}")
     print(
         f"  calls: {stats['calls']}, throttled: {stats['throttled']} "
         f"({stats['throttled'] / max(stats['calls'], 1):.1%}), per identity accepted: "

@@ -13,7 +13,9 @@ like on the wire:
                 ``InternalServerException``)
 ``throttle``    the service's throttling error (``ProvisionedThroughputExceededException``,
                 ``ThrottlingException``; SQS's query-compatible ``RequestThrottled``)
-``unprocessed`` DynamoDB ``BatchWriteItem`` answered with every item in ``UnprocessedItems``
+``unprocessed`` DynamoDB takes the batch and writes none of it: ``BatchWriteItem`` answered
+                with every item in ``UnprocessedItems``, ``TransactWriteItems`` with
+                ``TransactionCanceledException`` (each item a ``TransactionConflict``)
 ``cut``         forwarded (the upstream acts on it) but the answer is lost: the connection is
                 reset instead, as a call cut after the request was written
 ==============  ==========================================================================
@@ -46,6 +48,7 @@ import aiohttp
 from aiohttp import web
 
 MODES = ("reset", "hold", "5xx", "throttle", "unprocessed", "cut")
+_BATCH_WRITES = frozenset({"BatchWriteItem", "TransactWriteItems"})
 _HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -124,7 +127,9 @@ class FaultProxy:
         if duration_s <= 0:
             raise ValueError("duration_s must be > 0")
         if mode == "unprocessed" and self.service not in (None, "dynamodb"):
-            raise ValueError("the unprocessed fault is DynamoDB's (BatchWriteItem)")
+            raise ValueError(
+                "the unprocessed fault is DynamoDB's (BatchWriteItem, TransactWriteItems)"
+            )
         ops = frozenset(operations) if operations is not None else None
         self._fault = Fault(mode, time.monotonic() + duration_s, ops)
         self._cleared.clear()
@@ -196,17 +201,17 @@ class FaultProxy:
         mode = (
             fault.mode if fault is not None and fault.applies(operation, time.monotonic()) else None
         )
-        if mode == "unprocessed" and operation != "BatchWriteItem":
+        if mode == "unprocessed" and operation not in _BATCH_WRITES:
             mode = None
         if mode is not None:
             self.faulted[mode] += 1
             self.faulted_by_operation[operation] += 1
         if mode == "reset":
-            _reset(request)
+            reset_connection(request)
             raise web.HTTPInternalServerError  # never sent: the transport is gone
         if mode == "hold":
             await self._cleared.wait()
-            _reset(request)
+            reset_connection(request)
             raise web.HTTPInternalServerError
         if mode == "5xx":
             error_type, query_error = _INTERNAL.get(prefix, ("InternalServerError", None))
@@ -214,6 +219,17 @@ class FaultProxy:
         if mode == "throttle":
             error_type, query_error = _THROTTLE.get(prefix, ("ThrottlingException", None))
             return _error(400, error_type, query_error)
+        if mode == "unprocessed" and operation == "TransactWriteItems":
+            items = json.loads(body or b"{}").get("TransactItems", [])
+            reasons = [{"Code": "TransactionConflict"} for _ in items]
+            answer = json.dumps(
+                {
+                    "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                    "message": "Transaction cancelled, please refer cancellation reasons",
+                    "CancellationReasons": reasons,
+                }
+            ).encode()
+            return web.Response(body=answer, status=400, content_type="application/x-amz-json-1.0")
         if mode == "unprocessed":
             items = json.loads(body or b"{}").get("RequestItems", {})
             answer = json.dumps({"UnprocessedItems": items}).encode()
@@ -224,7 +240,7 @@ class FaultProxy:
         async with self._http.request(request.method, url, data=body, headers=headers) as up:
             answer = await up.read()
             if mode == "cut":
-                _reset(request)  # the upstream acted on it; the caller never hears
+                reset_connection(request)  # the upstream acted on it; the caller never hears
                 raise web.HTTPInternalServerError
             out_headers = {k: v for k, v in up.headers.items() if k.lower() not in _HOP_BY_HOP}
             return web.Response(body=answer, status=up.status, headers=out_headers)
@@ -250,7 +266,7 @@ class FaultProxy:
         return web.json_response(self.stats())
 
 
-def _reset(request: web.Request) -> None:
+def reset_connection(request: web.Request) -> None:
     """Abort the client's connection with an RST (SO_LINGER 0), as a failing network does."""
     transport = request.transport
     if transport is None:

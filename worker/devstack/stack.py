@@ -97,7 +97,11 @@ class LocalStack:
         self.moto = await start_server("moto", moto_argv(), "moto_ready", log=self.log)
         self._stack.push_async_callback(self.moto.stop)
         self.sandbox = await start_server(
-            "sandbox", sandbox_argv(*self.sandbox_options), "sandbox_ready", log=self.log
+            "sandbox",
+            sandbox_argv(*self.sandbox_options),
+            "sandbox_ready",
+            log=self.log,
+            env={**os.environ, **sandbox_env(self.moto.url)},
         )
         self._stack.push_async_callback(self.sandbox.stop)
         return self
@@ -111,6 +115,13 @@ class LocalStack:
         return aws_env(self.moto.url, self.sandbox.url)
 
 
+def sandbox_env(moto_url: str) -> dict[str, str]:
+    """The sandbox's own AWS variables: it publishes delivery events to moto's SQS."""
+    env = aws_env(moto_url, "")
+    del env["AWS_ENDPOINT_URL_PINPOINT_SMS_VOICE_V2"]
+    return env
+
+
 def aws_env(moto_url: str, sandbox_url: str) -> dict[str, str]:
     return {
         "AWS_REGION": REGION,
@@ -119,5 +130,6 @@ def aws_env(moto_url: str, sandbox_url: str) -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_ENDPOINT_URL_SQS": moto_url,
         "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
+        "AWS_ENDPOINT_URL_SNS": moto_url,
         "AWS_ENDPOINT_URL_PINPOINT_SMS_VOICE_V2": sandbox_url,
     }

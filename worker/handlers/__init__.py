@@ -65,5 +65,11 @@ async def _send(ctx: HandlerContext) -> Handler:
     return await build(ctx)
 
 
+async def _events(ctx: HandlerContext) -> Handler:
+    from worker.handlers.events import build
+
+    return await build(ctx)
+
+
 #: name -> factory.
-HANDLERS: dict[str, HandlerFactory] = {"send": _send}
+HANDLERS: dict[str, HandlerFactory] = {"send": _send, "events": _events}

@@ -109,17 +109,37 @@ ContextValueStr = Annotated[
 ]
 
 
-def _key_not_blank(schema: JsonDict) -> None:
-    """State the key rule in ``propertyNames`` (a key pattern would become patternProperties)."""
+def _key_rules(schema: JsonDict) -> None:
+    """State the key rules in ``propertyNames`` (a key pattern would become patternProperties):
+    not blank, and not the worker's reserved key."""
     names = schema.get("propertyNames")
     if isinstance(names, dict):
         names["pattern"] = rules.NOT_BLANK_PATTERN
+        names["not"] = {"const": rules.RESERVED_CONTEXT_KEY}
 
 
+def _no_reserved_key(value: dict[str, str]) -> dict[str, str]:
+    if rules.RESERVED_CONTEXT_KEY in value:
+        raise PydanticCustomError("reserved_key", "the worker's reserved key")
+    return value
+
+
+#: ``Context`` as a producer gives it: at most 4 entries, never the reserved key (the worker
+#: adds it: :func:`with_request_id`). Shared by every channel's model.
 ContextMap = Annotated[
     dict[ContextKeyStr, ContextValueStr],
-    Field(max_length=rules.CONTEXT_MAX_ENTRIES, json_schema_extra=_key_not_blank),
+    Field(max_length=rules.PRODUCER_CONTEXT_MAX_ENTRIES, json_schema_extra=_key_rules),
+    AfterValidator(_no_reserved_key),
 ]
+
+
+def with_request_id(context: object, request_id: str) -> dict[str, str]:
+    """The ``Context`` to send: the producer's entries plus the reserved key naming the
+    request (so delivery events, which echo ``Context``, name it)."""
+    given = dict(context) if isinstance(context, dict) else {}
+    return {**given, rules.RESERVED_CONTEXT_KEY: request_id}
+
+
 DateTimeStr = Annotated[
     str,
     StringConstraints(pattern=rules.NOT_AFTER_PATTERN),

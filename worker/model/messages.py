@@ -48,7 +48,9 @@ RULES: Mapping[str, str] = {
     "Context": (
         f"Context must be an object of at most {rules.CONTEXT_MAX_ENTRIES} string entries, "
         f"each key 1..{rules.CONTEXT_KEY_MAX} characters and not only white space, each value "
-        f"1..{rules.CONTEXT_VALUE_MAX} characters without leading or trailing white space"
+        f"1..{rules.CONTEXT_VALUE_MAX} characters without leading or trailing white space, "
+        f"and no key {rules.RESERVED_CONTEXT_KEY!r} (the worker adds that one itself to name "
+        "the request in delivery events)"
     ),
     "DryRun": "DryRun must be true or false",
     "ProtectConfigurationId": (
@@ -208,6 +210,8 @@ def _what_was_given(field: str, error_type: str, loc: Sequence[int | str], value
     part = _part(field, loc)
     if error_type.endswith("_type"):
         return f"{json_kind(value)}{part}"
+    if error_type == "reserved_key":
+        return f"the reserved key {rules.RESERVED_CONTEXT_KEY!r}, which only the worker sets"
     if field in _MAPS_AND_LISTS and len(loc) == 1 and error_type == "too_long":
         return "too many entries"
     if field == "MediaUrls" and len(loc) == 1 and error_type == "too_short":

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from worker.model import messages
 from worker.model.channels import CHANNELS, DEFAULT_CHANNEL, Channel, ChannelRequest
 from worker.model.envelope import Envelope
+from worker.model.fields import with_request_id
 from worker.model.rules import ENVELOPE_KEYS, parse_not_after
 
 # Per channel: its contract keys' reporting order (its parameters, then the envelope).
@@ -65,9 +66,15 @@ class ParsedRequest:
         """The message parts of the request: the tokens of its bucket its send reserves."""
         return self.payload.parts
 
-    def api_params(self) -> dict[str, object]:
-        """The keyword arguments of ``channel.operation``: the API members that were given."""
-        return self.payload.api_params()
+    def api_params(self, default_configuration_set: str | None = None) -> dict[str, object]:
+        """The keyword arguments of ``channel.operation``: the API members that were given,
+        the reserved ``Context`` key naming the request (contract section 1), and
+        ``default_configuration_set`` when the request names none (so that events exist)."""
+        params = self.payload.api_params()
+        params["Context"] = with_request_id(params.get("Context"), self.request_id)
+        if default_configuration_set and "ConfigurationSetName" not in params:
+            params["ConfigurationSetName"] = default_configuration_set
+        return params
 
 
 @dataclass(frozen=True, slots=True)

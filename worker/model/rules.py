@@ -68,7 +68,14 @@ COUNTRY_PARAMETER_VALUE_MAX = 64
 MEDIA_URL_MAX = 2048
 TTL_MIN = 5
 TTL_MAX = 259_200
-CONTEXT_MAX_ENTRIES = 5
+#: The API's limit on ``Context`` entries; the worker adds one of its own (below), so a
+#: producer may use one fewer (:data:`PRODUCER_CONTEXT_MAX_ENTRIES`).
+API_CONTEXT_MAX_ENTRIES = 5
+#: The ``Context`` key the worker adds to every send (its value: the RequestId), so that
+#: delivery events, which echo ``Context``, name their request. A producer may not set it.
+RESERVED_CONTEXT_KEY = "sms-worker:RequestId"
+PRODUCER_CONTEXT_MAX_ENTRIES = API_CONTEXT_MAX_ENTRIES - 1
+CONTEXT_MAX_ENTRIES = PRODUCER_CONTEXT_MAX_ENTRIES
 CONTEXT_KEY_MAX = 100
 CONTEXT_VALUE_MAX = 800
 NAME_MAX = 256

@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 
 from worker.health import DEPENDENCIES
 from worker.masking import mask_identity
+from worker.metrics import Histogram
 from worker.model.channels import CHANNELS, operations
 
 if TYPE_CHECKING:
@@ -134,6 +135,7 @@ class WorkerCollector(Collector):
         yield from self._sharing()
         yield from self._queues()
         yield self._latency()
+        yield from self._events()
 
     def _outcomes(self) -> Iterator[Metric]:
         m = self._o.metrics
@@ -320,15 +322,41 @@ class WorkerCollector(Collector):
             round(sampler.sampled_at or 0.0, 3),
         )
 
+    def _events(self) -> Iterator[Metric]:
+        m = self._o.metrics
+        by_type = CounterMetricFamily(
+            "sms_worker_delivery_events",
+            "Delivery events received, by eventType (TEXT_DELIVERED, MEDIA_SPAM, ...; "
+            "'none' for a body with no known type).",
+            labels=["event_type"],
+        )
+        for event_type, n in sorted(m.events.items()):
+            by_type.add_metric([event_type], n)
+        yield by_type
+        outcomes = CounterMetricFamily(
+            "sms_worker_delivery_event_outcomes",
+            "What applying a delivery event did: applied, proven (made a record SENT), stale "
+            "(duplicate or outranked), record_missing (retried), record_missing_gave_up, "
+            "not_ours, malformed, store_unavailable.",
+            labels=["outcome"],
+        )
+        for outcome, n in sorted(m.event_outcomes.items()):
+            outcomes.add_metric([outcome], n)
+        yield outcomes
+        yield _histogram(
+            m.delivery_latency_s,
+            "sms_worker_delivery_latency_seconds",
+            "Time from the send (SentAt) to its DELIVERED event (eventTimestamp).",
+        )
+
     def _latency(self) -> Metric:
         h = self._o.metrics.send_latency_s
-        buckets, running = [], 0
-        for bound, count in zip((*h.bounds, float("inf")), h.counts, strict=True):
-            running += count
-            buckets.append(("+Inf" if bound == float("inf") else repr(bound), running))
-        return HistogramMetricFamily(
-            "sms_worker_send_latency_seconds",
-            f"{_SEND_OPERATIONS} call latency.",
-            buckets=buckets,
-            sum_value=round(h.total, 6),
-        )
+        return _histogram(h, "sms_worker_send_latency_seconds", f"{_SEND_OPERATIONS} call latency.")
+
+
+def _histogram(h: Histogram, name: str, help_text: str) -> Metric:
+    buckets, running = [], 0
+    for bound, count in zip((*h.bounds, float("inf")), h.counts, strict=True):
+        running += count
+        buckets.append(("+Inf" if bound == float("inf") else repr(bound), running))
+    return HistogramMetricFamily(name, help_text, buckets=buckets, sum_value=round(h.total, 6))

@@ -1,7 +1,10 @@
 """A minimal CloudFormation template for what ``sms-worker init`` creates.
 
 The queue, its dead-letter queue ``<QueueName>-dlq`` with the redrive policy, and the status
-table (on-demand, TTL on ``ExpiresAt``, point-in-time recovery), the names as parameters.
+table (on-demand, TTL on ``ExpiresAt``, point-in-time recovery), the names as parameters; with
+an events queue name, the delivery-events path too (:func:`events_resources`: the events queue
+and its dead-letter queue, the SNS topic, its policy, the raw subscription, the queue policy
+and, with a configuration set name, the configuration set publishing to the topic).
 No IAM or compute: the full deployment template is kept under ``deploy/``. Built as a dict
 and printed as JSON (valid CloudFormation, no extra dependency) or YAML when PyYAML is there.
 """
@@ -12,9 +15,110 @@ import json
 from typing import Any
 
 from worker.resources import KEY, RETENTION_S, TTL_ATTRIBUTE
+from worker.resources.events import EVENT_DESTINATION, MATCHING_EVENT_TYPES
 
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,76}$"  # 80 characters less the "-dlq" suffix
 TABLE_NAME_PATTERN = r"^[A-Za-z0-9_.-]{3,255}$"
+CONFIGURATION_SET_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+EVENTS_VISIBILITY_TIMEOUT_S = 60
+
+
+def events_resources(*, configuration_set: bool) -> dict[str, Any]:
+    """The delivery-events resources (parameters ``EventsQueueName``, ``MaxReceiveCount``
+    and, with ``configuration_set``, ``ConfigurationSetName``)."""
+    queue_arn = {"Fn::GetAtt": ["EventsQueue", "Arn"]}
+    topic = {"Ref": "EventsTopic"}
+    resources: dict[str, Any] = {
+        "EventsDeadLetterQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": {"Fn::Sub": "${EventsQueueName}-dlq"},
+                "MessageRetentionPeriod": int(RETENTION_S),
+            },
+        },
+        "EventsQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": {"Ref": "EventsQueueName"},
+                "VisibilityTimeout": EVENTS_VISIBILITY_TIMEOUT_S,
+                "MessageRetentionPeriod": int(RETENTION_S),
+                "RedrivePolicy": {
+                    "deadLetterTargetArn": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]},
+                    "maxReceiveCount": {"Ref": "MaxReceiveCount"},
+                },
+            },
+        },
+        "EventsTopic": {
+            "Type": "AWS::SNS::Topic",
+            "Properties": {"TopicName": {"Fn::Sub": "${EventsQueueName}-topic"}},
+        },
+        "EventsTopicPolicy": {
+            "Type": "AWS::SNS::TopicPolicy",
+            "Properties": {
+                "Topics": [topic],
+                "PolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "EndUserMessagingPublishes",
+                            "Effect": "Allow",
+                            "Principal": {"Service": "sms-voice.amazonaws.com"},
+                            "Action": "sns:Publish",
+                            "Resource": topic,
+                            "Condition": {
+                                "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+        "EventsQueuePolicy": {
+            "Type": "AWS::SQS::QueuePolicy",
+            "Properties": {
+                "Queues": [{"Ref": "EventsQueue"}],
+                "PolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "EventsTopicSends",
+                            "Effect": "Allow",
+                            "Principal": {"Service": "sns.amazonaws.com"},
+                            "Action": "sqs:SendMessage",
+                            "Resource": queue_arn,
+                            "Condition": {"ArnEquals": {"aws:SourceArn": topic}},
+                        }
+                    ],
+                },
+            },
+        },
+        "EventsSubscription": {
+            "Type": "AWS::SNS::Subscription",
+            "Properties": {
+                "TopicArn": topic,
+                "Protocol": "sqs",
+                "Endpoint": queue_arn,
+                "RawMessageDelivery": True,
+            },
+        },
+    }
+    if configuration_set:
+        resources["ConfigurationSet"] = {
+            "Type": "AWS::SMSVOICE::ConfigurationSet",
+            "DependsOn": "EventsTopicPolicy",
+            "Properties": {
+                "ConfigurationSetName": {"Ref": "ConfigurationSetName"},
+                "EventDestinations": [
+                    {
+                        "EventDestinationName": EVENT_DESTINATION,
+                        "Enabled": True,
+                        "MatchingEventTypes": list(MATCHING_EVENT_TYPES),
+                        "SnsDestination": {"TopicArn": topic},
+                    }
+                ],
+            },
+        }
+    return resources
 
 
 def template(
@@ -23,8 +127,11 @@ def template(
     table: str | None = None,
     max_receive_count: int = 5,
     visibility_timeout_s: int = 120,
+    events_queue_name: str | None = None,
+    configuration_set: str | None = None,
 ) -> dict[str, Any]:
-    """The template; given names become the parameters' defaults."""
+    """The template; given names become the parameters' defaults. The events resources are
+    in it when ``events_queue_name`` is given."""
 
     def named(description: str, pattern: str, default: str | None) -> dict[str, Any]:
         parameter: dict[str, Any] = {
@@ -36,7 +143,7 @@ def template(
             parameter["Default"] = default
         return parameter
 
-    return {
+    document = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": (
             "sms-worker: the queue of MMS send requests with its dead-letter queue, and the "
@@ -113,6 +220,41 @@ def template(
             "TableArn": {"Value": {"Fn::GetAtt": ["StatusTable", "Arn"]}},
         },
     }
+    if events_queue_name is not None:
+        _add_events(document, named, events_queue_name, configuration_set)
+    return document
+
+
+def _add_events(
+    document: dict[str, Any],
+    named: Any,
+    events_queue_name: str,
+    configuration_set: str | None,
+) -> None:
+    parameters, outputs = document["Parameters"], document["Outputs"]
+    parameters["EventsQueueName"] = named(
+        "Name of the delivery-events queue; its dead-letter queue is <EventsQueueName>-dlq, "
+        "its SNS topic <EventsQueueName>-topic",
+        QUEUE_NAME_PATTERN,
+        events_queue_name,
+    )
+    if configuration_set is not None:
+        parameters["ConfigurationSetName"] = named(
+            "Name of the configuration set whose event destination publishes to the topic",
+            CONFIGURATION_SET_PATTERN,
+            configuration_set,
+        )
+    document["Resources"].update(events_resources(configuration_set=configuration_set is not None))
+    outputs["EventsQueueUrl"] = {
+        "Description": "SMS_WORKER_EVENTS_QUEUE_URL",
+        "Value": {"Ref": "EventsQueue"},
+    }
+    outputs["EventsTopicArn"] = {"Value": {"Ref": "EventsTopic"}}
+    if configuration_set is not None:
+        outputs["ConfigurationSetName"] = {
+            "Description": "SMS_WORKER_DEFAULT_CONFIGURATION_SET",
+            "Value": {"Ref": "ConfigurationSet"},
+        }
 
 
 def render(document: dict[str, Any], fmt: str = "json") -> str:

@@ -1,4 +1,7 @@
-"""``sms-worker init``: create the queue, its dead-letter queue and the table, idempotently."""
+"""``sms-worker init``: create the queue, its dead-letter queue and the table, idempotently;
+with ``--events-queue-name``, also the delivery-events path (events queue and its dead-letter
+queue, SNS topic, raw subscription, policies, and with ``--configuration-set`` the
+configuration set publishing to the topic)."""
 
 from __future__ import annotations
 
@@ -6,10 +9,12 @@ import argparse
 import re
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from worker.ops.cloudformation import QUEUE_NAME_PATTERN, TABLE_NAME_PATTERN, render, template
 from worker.ops.common import OpsError, add_region_option, aws_client, fail, run_command
-from worker.resources import SKIPPED, Provisioned, ResourceConflict, provision
+from worker.resources import SKIPPED, Provisioned, ResourceConflict, Step, provision
+from worker.resources.events import EventsResources, provision_events
 
 
 def _name(kind: str, pattern: str, rule: str) -> Callable[[str], str]:
@@ -67,6 +72,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the queue's default visibility timeout [default: 120]",
     )
     parser.add_argument(
+        "--events-queue-name",
+        type=_name(
+            "queue name",
+            QUEUE_NAME_PATTERN,
+            "use 1 to 76 letters, digits, '-' and '_' (its dead-letter queue adds '-dlq', its "
+            "SNS topic '-topic')",
+        ),
+        metavar="NAME",
+        help="also create the delivery-events queue NAME (with NAME-dlq), the SNS topic "
+        "NAME-topic with a raw subscription to it, and the policies between them",
+    )
+    parser.add_argument(
+        "--configuration-set",
+        type=_name(
+            "configuration set name", r"^[A-Za-z0-9_-]{1,64}$", "use 1 to 64 letters, digits, '-'"
+        ),
+        metavar="NAME",
+        help="with --events-queue-name: also create the End User Messaging configuration set "
+        "NAME with an SNS event destination to the topic (SMS_WORKER_DEFAULT_CONFIGURATION_SET)",
+    )
+    parser.add_argument(
         "--print-cloudformation",
         nargs="?",
         const="json",
@@ -78,13 +104,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_region_option(parser)
 
 
-def report(provisioned: Provisioned) -> str:
+Steps = tuple[Step, ...] | list[Step]
+
+
+def report(
+    provisioned: Provisioned, events: EventsResources | None = None, event_steps: Steps = ()
+) -> str:
     lines = []
-    width = max(len(step.what) for step in provisioned.steps)
-    for step in provisioned.steps:
+    steps = (*provisioned.steps, *event_steps)
+    width = max(len(step.what) for step in steps)
+    for step in steps:
         detail = f"  {step.detail}" if step.detail else ""
         lines.append(f"{step.what:<{width}}  {step.state:<8} {step.name}{detail}")
-    if not provisioned.changed:
+    if not any(step.changed for step in steps):
         lines.append("nothing changed: everything already existed as asked")
     res = provisioned.resources
     lines += [
@@ -93,6 +125,18 @@ def report(provisioned: Provisioned) -> str:
         f"SMS_WORKER_QUEUE_URL={res.queue_url}",
         f"SMS_WORKER_TABLE={res.table}",
     ]
+    if events is not None:
+        if events.configuration_set is not None:
+            lines.append(f"SMS_WORKER_DEFAULT_CONFIGURATION_SET={events.configuration_set}")
+        else:
+            lines.append(
+                "# SMS_WORKER_DEFAULT_CONFIGURATION_SET=<the configuration set publishing to "
+                f"{events.topic_arn}> (not created here: see above)"
+            )
+        lines += [
+            "# the events consumer's (sms-worker events, or sms-worker run with it set):",
+            f"SMS_WORKER_EVENTS_QUEUE_URL={events.queue_url}",
+        ]
     return "\n".join(lines)
 
 
@@ -113,20 +157,50 @@ async def _init(args: argparse.Namespace) -> int:
             )
         except ResourceConflict as exc:
             raise OpsError(str(exc)) from None
-    print(report(provisioned))
-    for step in provisioned.steps:
+        events, event_steps = await _init_events(args, sqs)
+    print(report(provisioned, events, event_steps))
+    for step in (*provisioned.steps, *event_steps):
         if step.state == SKIPPED:
             print(f"sms-worker: warning: {step.what}: {step.detail}", file=sys.stderr)
     return 0
 
 
+async def _init_events(
+    args: argparse.Namespace, sqs: Any
+) -> tuple[EventsResources | None, list[Step]]:
+    if args.events_queue_name is None:
+        return None, []
+    async with aws_client("sns", args.region) as sns:
+        if args.configuration_set is None:
+            return await provision_events(
+                sqs, sns, None, queue_name=args.events_queue_name, max_receive_count=5
+            )
+        async with aws_client("pinpoint-sms-voice-v2", args.region) as sms:
+            return await provision_events(
+                sqs,
+                sns,
+                sms,
+                queue_name=args.events_queue_name,
+                configuration_set=args.configuration_set,
+                max_receive_count=5,
+            )
+
+
 def handle(args: argparse.Namespace) -> int:
+    if args.configuration_set and not args.events_queue_name:
+        return fail(
+            "--configuration-set needs --events-queue-name: its event destination publishes "
+            "to the events topic that option creates",
+            2,
+        )
     if args.print_cloudformation:
         document = template(
             queue_name=args.queue_name,
             table=args.table,
             max_receive_count=args.max_receive_count,
             visibility_timeout_s=args.visibility_timeout_s,
+            events_queue_name=args.events_queue_name,
+            configuration_set=args.configuration_set,
         )
         try:
             print(render(document, args.print_cloudformation), end="")

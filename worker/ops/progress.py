@@ -132,11 +132,35 @@ def format_block(progress: CampaignProgress, view: ProgressView, *, age_s: float
         lines.append(line)
     lines.append(f"  {_total(view)}")
     lines.append(f"  {_rate(view)}; {_eta(view)}")
+    if _has_delivery(progress):
+        lines.append(f"  {format_delivery(progress)}")
     return "\n".join(lines)
+
+
+def _has_delivery(progress: CampaignProgress) -> bool:
+    return bool(progress.delivered or progress.undelivered or progress.price_usd)
+
+
+def format_delivery(progress: CampaignProgress) -> str:
+    """Delivery from the events: delivered, undelivered by event type, pending (sent, no final
+    event yet), the delivery rate (delivered / sent) and the total cost."""
+    rate = progress.delivery_rate
+    rate_text = f"{100 * rate:.1f}%" if rate is not None else "n/a"
+    undelivered = ""
+    if progress.undelivered:
+        top = sorted(progress.undelivered.items(), key=lambda kv: (-kv[1], kv[0]))
+        undelivered = " (" + ", ".join(f"{kind} {n}" for kind, n in top) + ")"
+    return (
+        f"delivered {progress.delivered}, undelivered {progress.undelivered_total}"
+        f"{undelivered}, pending {progress.delivery_pending}; delivery rate {rate_text}; "
+        f"cost ${progress.price_usd:.5f}"
+    )
 
 
 def format_line(progress: CampaignProgress, view: ProgressView) -> str:
     """One line per refresh (``--watch`` when the output is not a terminal)."""
     counts = " ".join(f"{s}={progress.counts.get(s, 0)}" for s in (SENT, FAILED, EXPIRED))
     errors = f" [{_errors(progress)}]" if progress.errors else ""
-    return f"{progress.campaign_id}: {_total(view)}; {counts}{errors}; {_rate(view)}; {_eta(view)}"
+    delivery = f"; {format_delivery(progress)}" if _has_delivery(progress) else ""
+    line = f"{progress.campaign_id}: {_total(view)}; {counts}{errors}; {_rate(view)}; {_eta(view)}"
+    return line + delivery

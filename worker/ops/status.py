@@ -33,6 +33,17 @@ ORDER = (
     "ErrorCode",
     "ErrorReason",
     "ErrorMessage",
+    "DeliveryStatus",
+    "DeliveryEvent",
+    "DeliveryReason",
+    "DeliveryUpdatedAt",
+    "DeliveredAt",
+    "PriceUsd",
+    "CarrierFeeUsd",
+    "ReservedParts",
+    "MessageParts",
+    "IsoCountryCode",
+    "AmbiguousAt",
     "Attempts",
     "ReceiveCount",
     "SqsMessageId",
@@ -44,7 +55,7 @@ ORDER = (
     "ExpiresAt",
 )
 _EPOCH_S = {"ExpiresAt"}
-_EPOCH_MS = {"LeaseUntil"}
+_EPOCH_MS = {"LeaseUntil", "AmbiguousAt"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

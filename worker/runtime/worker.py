@@ -48,9 +48,14 @@ class Route:
     queue_url: str
 
 
-def routes(settings: Settings) -> list[Route]:
-    """The (queue -> handler) pairs this worker hosts."""
-    return [Route("send", settings.queue_url)]
+def routes(settings: Settings, handlers: tuple[str, ...] | None = None) -> list[Route]:
+    """The (queue -> handler) pairs this worker hosts: the send requests, and the delivery
+    events when an events queue is configured (``handlers``: only those, e.g. ``events``
+    for ``sms-worker events``)."""
+    hosted = [Route("send", settings.queue_url)]
+    if settings.events_queue_url:
+        hosted.append(Route("events", settings.events_queue_url))
+    return [route for route in hosted if handlers is None or route.handler in handlers]
 
 
 @dataclass(slots=True)
@@ -65,8 +70,9 @@ class _Hosted:
 
 
 class Worker:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, handlers: tuple[str, ...] | None = None) -> None:
         self.settings = settings
+        self.handlers = handlers  # None: every route of routes(settings)
         self.metrics = Metrics()
         self.cooldown = Cooldown(
             settings.cooldown_s, spend_limit_probe_s=settings.spend_limit_probe_s
@@ -129,11 +135,13 @@ class Worker:
             server = ObserveServer(observed, s.metrics_host, s.metrics_port)
             await stack.enter_async_context(server)
             self.http_port = server.port
-        await check_dependencies(s, clients, [route.queue_url for route in routes(s)])
+        await check_dependencies(
+            s, clients, [route.queue_url for route in routes(s, self.handlers)]
+        )
         hot = await open_fast_path(stack, s, clients)
         tracing = Tracing.from_settings(s)
         receive_counts = {}
-        for route in routes(s):
+        for route in routes(s, self.handlers):
             max_receive_count = await redrive.max_receive_count(
                 clients.sqs, route.queue_url, s.max_receive_count
             )

@@ -13,9 +13,10 @@ from typing import Any
 
 from aiohttp import web
 
+from worker.devstack.faultproxy import reset_connection
 from worker.sandbox import errors
 from worker.sandbox.config import config_from_json, config_to_json
-from worker.sandbox.state import SandboxState
+from worker.sandbox.state import AnswerCut, SandboxState
 
 STATE_KEY = web.AppKey("sandbox_state", SandboxState)
 AMZ_JSON = "application/x-amz-json-1.0"
@@ -39,13 +40,19 @@ async def handle_api(request: web.Request) -> web.Response:
     try:
         raw = await request.read()
         target = request.headers.get("X-Amz-Target", "")
+        cut = False
         try:
             status, body = 200, state.handle(target, raw)
         except errors.ApiError as exc:
             status, body = exc.status, exc.body()
+        except AnswerCut:
+            status, body, cut = 200, {}, True
         delay = state.latency_s()
         if delay > 0:
             await asyncio.sleep(delay)
+        if cut:  # the send went out; the caller never hears of it
+            reset_connection(request)
+            raise web.HTTPInternalServerError  # never sent: the transport is gone
         return _aws_response(status, body)
     finally:
         state.counters.in_flight = max(0, state.counters.in_flight - 1)
@@ -74,7 +81,9 @@ async def handle_sends(request: web.Request) -> web.Response:
 
 
 async def handle_stats(request: web.Request) -> web.Response:
-    return web.json_response(request.app[STATE_KEY].counters.to_json())
+    """The counters, and ``events``: what the delivery-event publisher did."""
+    state = request.app[STATE_KEY]
+    return web.json_response({**state.counters.to_json(), "events": state.events.stats_json()})
 
 
 async def handle_get_config(request: web.Request) -> web.Response:
@@ -110,4 +119,10 @@ def build_app(state: SandboxState) -> web.Application:
     app.router.add_get("/_sandbox/config", handle_get_config)
     app.router.add_post("/_sandbox/config", handle_post_config)
     app.router.add_post("/_sandbox/reset", handle_reset)
+    app.on_cleanup.append(_close_events)
     return app
+
+
+async def _close_events(app: web.Application) -> None:
+    """On shutdown, publish the delivery events still waiting, then stop the publisher."""
+    await app[STATE_KEY].events.close()

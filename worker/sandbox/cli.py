@@ -20,7 +20,14 @@ import sys
 import structlog
 
 from worker.logs import configure_logging
-from worker.sandbox.config import SandboxConfig, parse_list, parse_rates
+from worker.sandbox.config import (
+    EVENT_ENVELOPES,
+    EVENT_OUTCOMES,
+    SandboxConfig,
+    parse_list,
+    parse_outcomes,
+    parse_rates,
+)
 from worker.sandbox.server import start_sandbox
 
 DEFAULT_PORT = 4599
@@ -134,6 +141,70 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Seed of the fault and jitter randomness.",
     )
     add(
+        "--events-queue-url",
+        dest="sandbox_events_queue_url",
+        metavar="URL",
+        default=None,
+        help="Publish the delivery events of every accepted send to this SQS queue (through "
+        "the SQS endpoint of the AWS environment, e.g. AWS_ENDPOINT_URL_SQS).",
+    )
+    add(
+        "--events-envelope",
+        dest="sandbox_events_envelope",
+        choices=EVENT_ENVELOPES,
+        default="raw",
+        help="How an event is carried: raw (an SNS raw subscription), sns (an SNS "
+        "notification) or eventbridge (default raw).",
+    )
+    add(
+        "--events-outcomes",
+        dest="sandbox_events_outcomes",
+        action="append",
+        default=[],
+        metavar="OUTCOME=WEIGHT",
+        help="Weights of the final outcomes; repeat or comma-separate, e.g. "
+        f"'delivered=0.9,spam=0.1' (default delivered=1). Outcomes: {', '.join(EVENT_OUTCOMES)}.",
+    )
+    add(
+        "--events-delay-ms",
+        dest="sandbox_events_delay_ms",
+        metavar="MS",
+        type=float,
+        default=0.0,
+        help="Time from a send to its last event; earlier events are spread before it.",
+    )
+    add(
+        "--events-jitter-ms",
+        dest="sandbox_events_jitter_ms",
+        metavar="MS",
+        type=float,
+        default=0.0,
+        help="Uniform +/- jitter on each event's delay (never below 0).",
+    )
+    add(
+        "--events-duplicate-rate",
+        dest="sandbox_events_duplicate_rate",
+        metavar="FRACTION",
+        type=float,
+        default=0.0,
+        help="Probability (0..1) that an event is published twice.",
+    )
+    add(
+        "--events-reorder",
+        dest="sandbox_events_reorder",
+        action="store_true",
+        help="Publish each message's events in shuffled order.",
+    )
+    add(
+        "--cut-after-accept-rate",
+        dest="sandbox_cut_after_accept_rate",
+        metavar="FRACTION",
+        type=float,
+        default=0.0,
+        help="Fraction (0..1) of sends accepted (recorded, events published) whose "
+        "connection is then dropped without an answer.",
+    )
+    add(
         "--log-requests",
         dest="sandbox_log_requests",
         action="store_true",
@@ -156,6 +227,14 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         known_identities=None if known is None else parse_list(known),
         record_path=args.sandbox_record_path,
         seed=args.sandbox_seed,
+        events_queue_url=args.sandbox_events_queue_url,
+        events_envelope=args.sandbox_events_envelope,
+        events_outcomes=parse_outcomes(args.sandbox_events_outcomes) or {"delivered": 1.0},
+        events_delay_ms=args.sandbox_events_delay_ms,
+        events_jitter_ms=args.sandbox_events_jitter_ms,
+        events_duplicate_rate=args.sandbox_events_duplicate_rate,
+        events_reorder=args.sandbox_events_reorder,
+        cut_after_accept_rate=args.sandbox_cut_after_accept_rate,
     )
 
 

@@ -8,6 +8,7 @@ whole map), and ``null`` clears an optional field.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -16,6 +17,26 @@ from typing import Any
 ACCOUNT_ERRORS = ("AccessDeniedException", "ServiceQuotaExceededException")
 #: Channels whose monthly spend limit the sandbox can say is reached (``spend_limit_reached``).
 SPEND_LIMIT_CHANNELS = ("MMS", "SMS")
+#: How a delivery event reaches the events queue: the event itself (an SNS subscription with
+#: RawMessageDelivery), inside an SNS notification, or inside an EventBridge event.
+EVENT_ENVELOPES = ("raw", "sns", "eventbridge")
+#: The outcomes ``events_outcomes`` may weight; the last three only ever apply to media sends.
+EVENT_OUTCOMES = (
+    "delivered",
+    "accepted_only",
+    "blocked",
+    "carrier_blocked",
+    "spam",
+    "unreachable",
+    "carrier_unreachable",
+    "ttl_expired",
+    "unknown",
+    "invalid",
+    "protect_blocked",
+    "media_file_inaccessible",
+    "media_file_type_unsupported",
+    "media_file_size_exceeded",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +51,14 @@ class SandboxConfig:
     MONTHLY_SPEND_LIMIT_REACHED_FOR_TEXT (SMS) or _FOR_MEDIA (MMS) to every send. Destinations in
     ``opted_out`` get ConflictException; destinations starting with one of
     ``blocked_prefixes`` (e.g. ``+44``) get ValidationException DESTINATION_COUNTRY_BLOCKED.
+
+    With ``events_queue_url`` set, every accepted send (not a dry run) publishes its delivery
+    events to that SQS queue (see :mod:`worker.sandbox.events`): the outcome drawn from the
+    ``events_outcomes`` weights, ``events_delay_ms`` ± ``events_jitter_ms`` from the send to
+    the last event, each event twice with probability ``events_duplicate_rate``, a message's
+    events in shuffled order with ``events_reorder``. ``cut_after_accept_rate`` is the
+    fraction of sends accepted (recorded, events published) whose HTTP connection is then
+    dropped without an answer.
     """
 
     default_mps: float | None = None
@@ -45,10 +74,19 @@ class SandboxConfig:
     spend_limit_reached: AbstractSet[str] = frozenset()
     record_path: str | None = None
     seed: int | None = None
+    events_queue_url: str | None = None
+    events_envelope: str = "raw"
+    events_outcomes: Mapping[str, float] = field(default_factory=lambda: {"delivered": 1.0})
+    events_delay_ms: float = 0.0
+    events_jitter_ms: float = 0.0
+    events_duplicate_rate: float = 0.0
+    events_reorder: bool = False
+    cut_after_accept_rate: float = 0.0
 
     def __post_init__(self) -> None:
         # Freeze the containers so a config can be shared and compared safely.
         object.__setattr__(self, "mps", dict(self.mps))
+        object.__setattr__(self, "events_outcomes", dict(self.events_outcomes))
         object.__setattr__(self, "opted_out", frozenset(self.opted_out))
         object.__setattr__(self, "blocked_prefixes", frozenset(self.blocked_prefixes))
         object.__setattr__(self, "spend_limit_reached", frozenset(self.spend_limit_reached))
@@ -88,6 +126,34 @@ def _check_config(config: SandboxConfig) -> None:
         )
     if config.account_error is not None and config.account_error not in ACCOUNT_ERRORS:
         raise ValueError(f"account_error must be one of {', '.join(ACCOUNT_ERRORS)} or null")
+    _check_events(config)
+
+
+def _check_events(config: SandboxConfig) -> None:
+    if config.events_queue_url is not None and not config.events_queue_url.startswith(
+        ("http://", "https://")
+    ):
+        raise ValueError(
+            "events_queue_url must be an SQS queue URL (http(s)://...), as "
+            "'aws sqs get-queue-url' prints it, or null to publish no events"
+        )
+    if config.events_envelope not in EVENT_ENVELOPES:
+        raise ValueError(f"events_envelope must be one of {', '.join(EVENT_ENVELOPES)}")
+    unknown = sorted(set(config.events_outcomes) - set(EVENT_OUTCOMES))
+    if unknown:
+        raise ValueError(
+            f"events_outcomes has unknown outcome(s) {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(EVENT_OUTCOMES)}"
+        )
+    if any(not 0 <= weight < math.inf for weight in config.events_outcomes.values()):
+        raise ValueError("events_outcomes weights must be finite numbers >= 0")
+    if not sum(config.events_outcomes.values()) > 0:
+        raise ValueError("events_outcomes needs at least one outcome with a weight > 0")
+    if config.events_delay_ms < 0 or config.events_jitter_ms < 0:
+        raise ValueError("events_delay_ms and events_jitter_ms must be >= 0")
+    for name in ("events_duplicate_rate", "cut_after_accept_rate"):
+        if not 0.0 <= getattr(config, name) <= 1.0:
+            raise ValueError(f"{name} must be between 0 and 1")
 
 
 def config_to_json(config: SandboxConfig) -> dict[str, Any]:
@@ -108,6 +174,14 @@ def config_to_json(config: SandboxConfig) -> dict[str, Any]:
         "spend_limit_reached": sorted(config.spend_limit_reached),
         "record_path": config.record_path,
         "seed": config.seed,
+        "events_queue_url": config.events_queue_url,
+        "events_envelope": config.events_envelope,
+        "events_outcomes": dict(config.events_outcomes),
+        "events_delay_ms": config.events_delay_ms,
+        "events_jitter_ms": config.events_jitter_ms,
+        "events_duplicate_rate": config.events_duplicate_rate,
+        "events_reorder": config.events_reorder,
+        "cut_after_accept_rate": config.cut_after_accept_rate,
     }
 
 
@@ -134,7 +208,16 @@ def _optional_str(name: str, value: object) -> str | None:
 def _parse_field(name: str, value: object) -> object:
     if name in ("default_mps",):
         return _number(name, value, optional=True)
-    if name in ("burst_s", "latency_ms", "latency_jitter_ms", "fault_rate"):
+    if name in (
+        "burst_s",
+        "latency_ms",
+        "latency_jitter_ms",
+        "fault_rate",
+        "events_delay_ms",
+        "events_jitter_ms",
+        "events_duplicate_rate",
+        "cut_after_accept_rate",
+    ):
         return _number(name, value)
     if name == "mps":
         if not isinstance(value, dict):
@@ -144,8 +227,20 @@ def _parse_field(name: str, value: object) -> object:
         return _strings(name, value)
     if name == "known_identities":
         return None if value is None else _strings(name, value)
-    if name in ("account_error", "record_path"):
+    if name in ("account_error", "record_path", "events_queue_url"):
         return _optional_str(name, value)
+    if name == "events_envelope":
+        if not isinstance(value, str):
+            raise ValueError(f"events_envelope must be one of {', '.join(EVENT_ENVELOPES)}")
+        return value
+    if name == "events_outcomes":
+        if not isinstance(value, dict):
+            raise ValueError("events_outcomes must be an object of {outcome: weight}")
+        return {str(k): _number(f"events_outcomes[{k}]", v) for k, v in value.items()}
+    if name == "events_reorder":
+        if not isinstance(value, bool):
+            raise ValueError("events_reorder must be true or false")
+        return value
     if name == "seed":
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise ValueError("seed must be an integer or null")
@@ -182,6 +277,24 @@ def parse_rates(entries: Iterable[str]) -> dict[str, float]:
                 ) from None
             rates[identity.strip()] = rate
     return rates
+
+
+def parse_outcomes(entries: Iterable[str]) -> dict[str, float]:
+    """Parse ``["delivered=0.9,spam=0.1"]`` into ``{outcome: weight}`` (empty: no entries)."""
+    weights: dict[str, float] = {}
+    for entry in entries:
+        for part in entry.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            name, sep, raw = part.partition("=")
+            if not sep or not name.strip():
+                raise ValueError(f"outcome {part!r} is not OUTCOME=WEIGHT, e.g. 'delivered=0.9'")
+            try:
+                weights[name.strip()] = float(raw)
+            except ValueError:
+                raise ValueError(f"weight of {name.strip()!r} is {raw!r}, not a number") from None
+    return weights
 
 
 def parse_list(entries: Iterable[str]) -> frozenset[str]:

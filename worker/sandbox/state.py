@@ -23,6 +23,7 @@ from worker.model.channels import BY_OPERATION, Channel
 from worker.sandbox import errors
 from worker.sandbox.bucket import Clock, RateLimiter
 from worker.sandbox.config import SandboxConfig
+from worker.sandbox.events import EventPublisher
 from worker.sandbox.validation import VALIDATORS, Validator
 
 TARGET_PREFIX = "PinpointSMSVoiceV2."
@@ -48,6 +49,7 @@ class SandboxCounters:
     account_errors: int = 0
     spend_limited: int = 0
     unknown_operations: int = 0
+    cut_after_accept: int = 0  # accepted, then the connection dropped without an answer
     in_flight: int = 0
     max_in_flight: int = 0
     accepted_by_identity: dict[str, int] = field(default_factory=dict)
@@ -70,9 +72,19 @@ class SendRecord:
     params: dict[str, Any]
     channel: str = "MMS"
     parts: int = 1  # message parts (an SMS body's segments; an MMS is 1)
+    operation: str = ""
+    cut: bool = False  # accepted, but the caller never got the answer (cut_after_accept_rate)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+class AnswerCut(Exception):
+    """The send was accepted (recorded, its events planned); drop the connection unanswered."""
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__(f"send {message_id} accepted, answer cut (cut_after_accept_rate)")
+        self.message_id = message_id
 
 
 class SandboxState:
@@ -88,6 +100,7 @@ class SandboxState:
         self._rng = random.Random(config.seed)
         self.sends: list[SendRecord] = []
         self.counters = SandboxCounters()
+        self.events = EventPublisher(config.seed)
 
     @property
     def config(self) -> SandboxConfig:
@@ -101,6 +114,7 @@ class SandboxState:
             self._limiter = RateLimiter(config, self._clock)
         if old.seed != config.seed:
             self._rng.seed(config.seed)
+            self.events.reseed(config.seed)
         log.info("sandbox_config_updated")
 
     def reset(self) -> None:
@@ -110,6 +124,8 @@ class SandboxState:
         self.counters = SandboxCounters(in_flight=in_flight, max_in_flight=in_flight)
         self._limiter = RateLimiter(self._config, self._clock)
         self._rng.seed(self._config.seed)
+        self.events.reseed(self._config.seed)
+        self.events.reset_stats()
         log.info("sandbox_reset")
 
     def latency_s(self) -> float:
@@ -187,18 +203,31 @@ class SandboxState:
                 identity=mask_identity(identity),
                 destination=mask_phone(destination),
             )
+        dry_run = bool(params.get("DryRun", False))
         record = SendRecord(
             message_id=str(uuid.uuid4()),
             received_at=self._wall(),
             identity=identity,
             destination=destination,
-            dry_run=bool(params.get("DryRun", False)),
+            dry_run=dry_run,
             params=params,
             channel=channel.name,
             parts=parts,
+            operation=channel.operation,
+            cut=not dry_run and self._cut_answer(),
         )
         self._record(record)
+        self.events.publish(record, channel.operation, config)
+        if record.cut:
+            raise AnswerCut(record.message_id)
         return {"MessageId": record.message_id}
+
+    def _cut_answer(self) -> bool:
+        rate = self._config.cut_after_accept_rate
+        if rate > 0 and self._rng.random() < rate:
+            self.counters.cut_after_accept += 1
+            return True
+        return False
 
     def _record(self, record: SendRecord) -> None:
         counters = self.counters

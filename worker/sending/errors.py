@@ -23,6 +23,7 @@ from worker.aws.errors import (
     error_code,
     error_field,
     http_status,
+    is_ambiguous,
 )
 from worker.masking import mask_text
 
@@ -58,6 +59,9 @@ class SendError:
     reason: str | None  # the exception's ``Reason`` field, when the API gave one
     message: str
     answered: bool = True  # False: no answer at all (no connection, a timeout, a cut call)
+    # No answer, and the request may have been written: the provider may have sent it
+    # (:func:`worker.aws.errors.is_ambiguous`; the reclaim policy decides what follows).
+    ambiguous: bool = False
 
     @property
     def throttled(self) -> bool:
@@ -113,7 +117,9 @@ def classify(exc: BaseException) -> SendError | None:
         | TimeoutError
         | ConnectionError,
     ):
-        return SendError(ErrorKind.TRANSIENT, type(exc).__name__, None, _detail(exc), False)
+        return SendError(
+            ErrorKind.TRANSIENT, type(exc).__name__, None, _detail(exc), False, is_ambiguous(exc)
+        )
     if isinstance(exc, BotoCoreError):
         return SendError(ErrorKind.TRANSIENT, type(exc).__name__, None, _detail(exc), False)
     return None

@@ -167,8 +167,19 @@ class Sender:
                 identity_rate_mps=round(limiter.rate_mps(identity), 2),
             )
 
+        # Under the confirm and never reclaim policies a call that may have been acted on
+        # (no answer after the request was written) is not retried here: the send decision
+        # records it as ambiguous instead (docs/events.md).
+        resend = s.effective_reclaim_policy == "resend"
+
+        def retryable(exc: BaseException) -> bool:
+            if not _is_transient(exc):
+                return False
+            assert isinstance(exc, _CallFailed)
+            return resend or not exc.error.ambiguous
+
         retrying = AsyncRetrying(
-            retry=retry_if_exception(_is_transient),
+            retry=retry_if_exception(retryable),
             stop=stop_after_attempt(s.retry_attempts) | stop_after_delay(s.retry_budget_s),
             wait=wait_random_exponential(
                 multiplier=s.retry_backoff_base_s, max=s.retry_backoff_max_s

@@ -20,6 +20,12 @@ Attributes of a counter item: ``SENT``, ``FAILED``, ``EXPIRED`` (numbers), ``FAI
 producer recorded it with :func:`add_expected`), ``StartedAt`` (first flush) and ``UpdatedAt``
 (last flush) as ISO-8601 UTC, and ``ExpiresAt`` when the counters were given a TTL.
 
+From delivery events (the events handler, :meth:`CampaignCounters.delivery`): ``DELIVERED``,
+``UNDELIVERED`` and ``UNDELIVERED#<eventType>`` (requests whose record has that
+``DeliveryStatus`` now: a record moving from UNDELIVERED to DELIVERED moves its count), and
+``PriceUsd``, the sum of the records' ``PriceUsd``. Pending (sent, no final event yet) and the
+delivery rate are derived: ``SENT - DELIVERED - UNDELIVERED`` and ``DELIVERED / SENT``.
+
 A replay (a ``FAILED``/``RETRIES_EXHAUSTED`` request re-opened by a delivery from the
 dead-letter queue) subtracts 1 from ``FAILED`` and ``FAILED#RETRIES_EXHAUSTED`` when it is
 claimed, and its next final outcome is counted as usual: a replayed request that ends ``SENT``
@@ -38,6 +44,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from worker.aws.errors import describe, error_message
@@ -53,6 +60,7 @@ from worker.status.expected import (
 )
 from worker.status.model import (
     RETRIES_EXHAUSTED,
+    DeliveryStatus,
     Status,
     counted_statuses,
     counts_as_done,
@@ -62,12 +70,21 @@ from worker.status.model import (
 SENT, FAILED, EXPIRED = Status.SENT, Status.FAILED, Status.EXPIRED
 
 ERROR_PREFIX = "FAILED#"
+DELIVERED, UNDELIVERED = DeliveryStatus.DELIVERED, DeliveryStatus.UNDELIVERED
+UNDELIVERED_PREFIX = "UNDELIVERED#"
+PRICE = "PriceUsd"  # the sum of the campaign's records' PriceUsd
 UNKNOWN_ERROR = "UNKNOWN"
 _ERROR_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
 _ERROR_KEY_MAX = 100
 _CONCURRENT_WRITES = 16
 
 log = get_logger("worker.status.counters")
+
+
+def undelivered_key(event_type: object) -> str:
+    """``UNDELIVERED#<eventType>``: undelivered requests by the event type that said so."""
+    code = _ERROR_KEY_UNSAFE.sub("_", str(event_type or UNKNOWN_ERROR)[:_ERROR_KEY_MAX])
+    return UNDELIVERED_PREFIX + code
 
 
 def error_key(error_code: str | None) -> str:
@@ -140,6 +157,39 @@ class CampaignCounters(BackgroundService):
         delta = self._pending.setdefault(campaign_id, Counter())
         delta[FAILED] -= 1
         delta[error_key(RETRIES_EXHAUSTED)] -= 1
+
+    def delivery(self, before: dict[str, Any], after: dict[str, Any]) -> None:
+        """Count what one delivery event changed in a record (``before`` -> ``after``, both
+        as the table holds them): ``DELIVERED``, ``UNDELIVERED`` and ``UNDELIVERED#<eventType>``
+        move with its ``DeliveryStatus``; ``PriceUsd`` adds the price it gained; a record an
+        event proved sent counts ``SENT`` (from ``FAILED``: that count moves). A ``SENDING``
+        record proven sent is counted only once its lease has passed (its worker died);
+        before that, its worker counts the ``SENT`` it writes."""
+        campaign_id = after.get("CampaignId")
+        if not isinstance(campaign_id, str):
+            return
+        check_campaign_id(campaign_id)
+        delta = self._pending.setdefault(campaign_id, Counter())
+        was, now = before.get("DeliveryStatus"), after.get("DeliveryStatus")
+        if was != now or before.get("DeliveryEvent") != after.get("DeliveryEvent"):
+            moves = ((was, before.get("DeliveryEvent"), -1), (now, after.get("DeliveryEvent"), 1))
+            for status, event, sign in moves:
+                if status in (DELIVERED, UNDELIVERED):
+                    delta[status] += sign
+                if status == UNDELIVERED:
+                    delta[undelivered_key(event)] += sign
+        price = Decimal(str(after.get("PriceUsd") or 0)) - Decimal(str(before.get("PriceUsd") or 0))
+        if price:
+            delta[PRICE] += price  # type: ignore[assignment]
+        status_was = before.get("Status")
+        lapsed = (
+            status_was == Status.SENDING and int(before.get("LeaseUntil") or 0) < time.time() * 1000
+        )
+        if after.get("Status") == SENT and (status_was in (Status.RETRYING, FAILED) or lapsed):
+            delta[SENT] += 1
+            if status_was == FAILED:
+                delta[FAILED] -= 1
+                delta[error_key(before.get("ErrorCode"))] -= 1
 
     @property
     def pending(self) -> dict[str, dict[str, int]]:
@@ -229,12 +279,29 @@ class CampaignProgress:
     counts: dict[str, int] = field(default_factory=dict)  # SENT, FAILED, EXPIRED
     errors: dict[str, int] = field(default_factory=dict)  # FAILED by error code or reason
     expected: int | None = None
+    delivered: int = 0
+    undelivered: dict[str, int] = field(default_factory=dict)  # by eventType
+    price_usd: Decimal = Decimal(0)
     started_at: datetime | None = None
     updated_at: datetime | None = None
 
     @property
     def sent(self) -> int:
         return self.counts.get(SENT, 0)
+
+    @property
+    def undelivered_total(self) -> int:
+        return sum(self.undelivered.values())
+
+    @property
+    def delivery_pending(self) -> int:
+        """Sent, with no final delivery event yet (pending, accepted by the carrier only)."""
+        return max(0, self.sent - self.delivered - self.undelivered_total)
+
+    @property
+    def delivery_rate(self) -> float | None:
+        """Delivered / sent (``None`` before anything was sent)."""
+        return self.delivered / self.sent if self.sent else None
 
     @property
     def done(self) -> int:
@@ -250,12 +317,20 @@ class CampaignProgress:
             if key.startswith(ERROR_PREFIX) and isinstance(value, int)
         }
         expected = item.get("Expected")
+        undelivered = {
+            key.removeprefix(UNDELIVERED_PREFIX): int(value)
+            for key, value in item.items()
+            if key.startswith(UNDELIVERED_PREFIX) and isinstance(value, int) and value
+        }
         return cls(
             campaign_id,
             found=True,
             counts=counts,
             errors=errors,
             expected=int(expected) if isinstance(expected, int) else None,
+            delivered=int(item.get(DELIVERED) or 0),
+            undelivered=undelivered,
+            price_usd=Decimal(str(item.get(PRICE) or 0)),
             started_at=_parse_time(item.get("StartedAt")),
             updated_at=_parse_time(item.get("UpdatedAt")),
         )

@@ -13,6 +13,8 @@ operator tools all ask the same module (see docs/contract.md for the table's att
       ├──invalid──▶ FAILED
       └──NotAfter passed──▶ EXPIRED
 
+    SENDING / RETRYING / FAILED(AMBIGUOUS, RETRIES_EXHAUSTED) ──delivery event──▶ SENT
+
     FAILED/RETRIES_EXHAUSTED ──replay (claim)──▶ SENDING      (Replays + 1)
                              └──replay, NotAfter passed──▶ EXPIRED
 
@@ -50,8 +52,10 @@ RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
 #: earlier claim's lease has passed (the store's condition checks the lease).
 TRANSITIONS: dict[Status | None, frozenset[Status]] = {
     None: frozenset({Status.SENDING, Status.FAILED, Status.EXPIRED}),
-    Status.RETRYING: frozenset({Status.SENDING, Status.FAILED, Status.EXPIRED}),
+    Status.RETRYING: frozenset({Status.SENDING, Status.SENT, Status.FAILED, Status.EXPIRED}),
     Status.SENDING: frozenset({Status.SENDING, Status.SENT, Status.RETRYING, Status.FAILED}),
+    # RETRYING -> SENT and FAILED/AMBIGUOUS -> SENT: a delivery event proved the send
+    # (:func:`proves_send`); no call is made for either.
     Status.SENT: frozenset(),
     Status.FAILED: frozenset(),
     Status.EXPIRED: frozenset(),
@@ -140,12 +144,31 @@ class Claim:
     token: str
     attempts: int  # including the call about to be made
     lease_until_ms: int
-    record: dict[str, Any] = field(default_factory=dict)  # as the claim left it (raw)
+    # The record as it stood before the claim ({}: new): what the reclaim policy asks of it.
+    prior: dict[str, Any] = field(default_factory=dict)
     reopened: bool = False  # this claim re-opened a FAILED/RETRIES_EXHAUSTED record (a replay)
 
     def attempts_after(self, calls: int) -> int:
-        """The record's ``Attempts`` once ``calls`` calls were made under this claim."""
-        return self.attempts + max(0, calls - 1)
+        """The record's ``Attempts`` once ``calls`` calls were made under this claim (0: the
+        claim's counted call was not made, e.g. the reclaim policy held it back)."""
+        return self.attempts + calls - 1
+
+    @property
+    def ambiguous_since_ms(self) -> int | None:
+        """When this request's last send may have gone out unseen (epoch ms), from the record
+        as the claim found it: its ``AmbiguousAt`` (a call that got no answer after the
+        request was written), or a ``SENDING`` whose lease had passed (its worker died or
+        stopped after the call; the attempt's time is that claim's ``UpdatedAt``). ``None``:
+        not ambiguous."""
+        at = self.prior.get("AmbiguousAt")
+        if isinstance(at, int | float):
+            return int(at)
+        if self.prior.get("Status") != Status.SENDING:
+            return None
+        try:
+            return int(datetime.fromisoformat(str(self.prior["UpdatedAt"])).timestamp() * 1000)
+        except (KeyError, ValueError):
+            return int(self.prior.get("LeaseUntil") or 0) or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +200,9 @@ class Outcome:
     error_code: str | None = None
     error_reason: str | None = None
     error_message: str | None = None
+    # A send that may have gone out unseen (epoch ms): kept on the record as ``AmbiguousAt``
+    # for the reclaim policy (None: the write removes it).
+    ambiguous_at_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,3 +210,85 @@ class Recorded:
     """A status reached without a call was written; ``reopened``: over a replayable record."""
 
     reopened: bool = False
+
+
+# -- delivery events (contract section 4) ---------------------------------------------------
+#: ``ErrorCode`` of a request whose send may have gone out unseen, under the ``never`` reclaim
+#: policy (final, unless a delivery event shows it was sent).
+AMBIGUOUS = "AMBIGUOUS"
+
+
+class DeliveryStatus(enum.StrEnum):
+    """What delivery events say of a sent request, in rank order: an event never moves a
+    record's ``DeliveryStatus`` down (:func:`delivery_rank`)."""
+
+    PENDING = "PENDING"  # queued or pending at the provider
+    ACCEPTED = "ACCEPTED"  # the carrier took it (``*_SUCCESSFUL``)
+    UNDELIVERED = "UNDELIVERED"  # a final failure event
+    DELIVERED = "DELIVERED"  # the handset got it
+
+
+_RANK = {status: rank for rank, status in enumerate(DeliveryStatus, start=1)}
+#: Event type suffixes (after ``TEXT_``/``MEDIA_``) and the status each one sets; every other
+#: type of the API is a failure (``UNDELIVERED``), ``MEDIA_FILE_*`` included.
+_EFFECTS = {
+    "QUEUED": DeliveryStatus.PENDING,
+    "PENDING": DeliveryStatus.PENDING,
+    "SUCCESSFUL": DeliveryStatus.ACCEPTED,
+    "DELIVERED": DeliveryStatus.DELIVERED,
+}
+#: The failure types of the API (after the prefix); a type outside these and ``_EFFECTS`` is
+#: not an event this version knows, and it is counted, not applied.
+FAILURE_EVENTS: frozenset[str] = frozenset(
+    {
+        "INVALID", "INVALID_MESSAGE", "UNREACHABLE", "CARRIER_UNREACHABLE", "BLOCKED",
+        "CARRIER_BLOCKED", "SPAM", "UNKNOWN", "TTL_EXPIRED", "PROTECT_BLOCKED",
+    }
+)  # fmt: skip
+MEDIA_FAILURE_EVENTS: frozenset[str] = frozenset(
+    {"MEDIA_FILE_INACCESSIBLE", "MEDIA_FILE_TYPE_UNSUPPORTED", "MEDIA_FILE_SIZE_EXCEEDED"}
+)
+EVENT_PREFIXES = ("TEXT_", "MEDIA_")
+#: Records an event proves were sent (the call went out although no SENT was written): they
+#: become ``SENT`` with the event's ``messageId`` and are never sent again.
+SEND_PROVEN_FROM: frozenset[Status] = frozenset({Status.SENDING, Status.RETRYING, Status.FAILED})
+
+
+def delivery_rank(status: str | None) -> int:
+    """0 for no (or an unknown) ``DeliveryStatus``, then PENDING < ACCEPTED < UNDELIVERED <
+    DELIVERED."""
+    try:
+        return _RANK[DeliveryStatus(status)] if status is not None else 0
+    except ValueError:
+        return 0
+
+
+def lower_delivery_statuses(status: DeliveryStatus) -> tuple[DeliveryStatus, ...]:
+    """The statuses an event setting ``status`` may replace (ranked strictly below it)."""
+    return tuple(s for s in DeliveryStatus if _RANK[s] < _RANK[status])
+
+
+def delivery_effect(event_type: str) -> DeliveryStatus | None:
+    """The ``DeliveryStatus`` an event of this ``eventType`` sets; ``None``: not a type of the
+    API (``MEDIA_FILE_*`` only with the ``MEDIA_`` prefix)."""
+    for prefix in EVENT_PREFIXES:
+        if event_type.startswith(prefix):
+            suffix = event_type.removeprefix(prefix)
+            if suffix in _EFFECTS:
+                return _EFFECTS[suffix]
+            if suffix in FAILURE_EVENTS:
+                return DeliveryStatus.UNDELIVERED
+            if prefix == "MEDIA_" and event_type in MEDIA_FAILURE_EVENTS:
+                return DeliveryStatus.UNDELIVERED
+    return None
+
+
+def proves_send(status: str | None, error_code: str | None) -> bool:
+    """Does an event for a record in this state make it ``SENT`` (a send went out although
+    ``SENT`` was never written)? ``SENDING`` (a call in flight, or a worker that died after
+    it), ``RETRYING``, ``FAILED``/``AMBIGUOUS``, and ``FAILED``/``RETRIES_EXHAUSTED`` (so a
+    replay from the dead-letter queue does not send it again). Never a refused ``FAILED``."""
+    parsed = parse_status(status)
+    if parsed not in SEND_PROVEN_FROM:
+        return False
+    return parsed is not Status.FAILED or error_code in (AMBIGUOUS, RETRIES_EXHAUSTED)

@@ -2,8 +2,12 @@
 
 A SENT outcome needs no condition to be safe: the provider accepted the message, so SENT is
 the truth whatever the record says now (a worker whose lease lapsed and who also sent finds
-its own conditional write refused and deletes its copy). So SENT records are written as whole
-items (the claim's record plus the outcome) with ``BatchWriteItem``, up to 25 a call.
+its own conditional write refused and deletes its copy). So SENT records are written without
+a condition, up to 25 a call, as *updates* of the attributes a send sets (``Status``,
+``MessageId``, ``Attempts``, ``SentAt``, ...) in one ``TransactWriteItems``: never a whole
+item, so delivery attributes a delivery event wrote first (an event may arrive before the
+``SENT`` write: docs/events.md) are never erased. (``BatchWriteItem`` only puts whole items;
+a transaction of unconditional updates costs twice the write units, in one round trip.)
 
 A record is held until DynamoDB takes it (retried with capped, jittered backoff, its message
 kept invisible); only :meth:`SentWriter.abandon`, at the shutdown's hard deadline, gives up,
@@ -25,7 +29,7 @@ from worker.batching import LingerBatcher
 from worker.health import DYNAMODB, DependencyHealth
 from worker.logs import get_logger
 from worker.status.codec import encode_value
-from worker.status.model import Claim, RecordFields, Status, now_iso
+from worker.status.model import REQUEST_KEY, Claim, RecordFields, Status, now_iso
 
 log = get_logger(__name__)
 
@@ -33,6 +37,14 @@ BATCH_MAX = 25
 BACKOFF_BASE_S = 0.05
 BACKOFF_MAX_S = 5.0
 LOG_EVERY_ATTEMPTS = 10  # while held: a log line on the first failure and every tenth
+
+
+#: What a send sets (and the claim's lease and last error it clears); nothing else is touched.
+_SENT_UPDATE = (
+    "SET #Status = :sent, MessageId = :mid, Attempts = :attempts, SentAt = :now, "
+    "UpdatedAt = :now, SqsMessageId = :sqs_id, ReceiveCount = :rc "
+    "REMOVE LeaseUntil, ErrorCode, ErrorReason, ErrorMessage, AmbiguousAt"
+)
 
 
 class SentAbandoned(Exception):
@@ -65,21 +77,23 @@ class SentWriter(LingerBatcher[_Pending]):
         """Return once the SENT record is durable; raises ``SentAbandoned`` only if the
         shutdown's hard deadline came first."""
         now = now_iso()
-        item = dict(claim.record)
-        for attr in ("LeaseUntil", "ErrorCode", "ErrorReason", "ErrorMessage"):
-            item.pop(attr, None)
-        item |= {
-            "RequestId": encode_value(claim.request_id),
-            "Status": encode_value(Status.SENT),
-            "MessageId": encode_value(message_id),
-            "Attempts": encode_value(claim.attempts_after(calls)),
-            "SentAt": encode_value(now),
-            "UpdatedAt": encode_value(now),
-            "SqsMessageId": encode_value(info.sqs_message_id),
-            "ReceiveCount": encode_value(info.receive_count),
+        values = {
+            ":sent": Status.SENT,
+            ":mid": message_id,
+            ":attempts": claim.attempts_after(calls),
+            ":now": now,
+            ":sqs_id": info.sqs_message_id,
+            ":rc": info.receive_count,
+        }
+        update = {
+            "TableName": self._table,
+            "Key": {REQUEST_KEY: encode_value(claim.request_id)},
+            "UpdateExpression": _SENT_UPDATE,
+            "ExpressionAttributeNames": {"#Status": "Status"},
+            "ExpressionAttributeValues": {k: encode_value(v) for k, v in values.items()},
         }
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._add(_Pending(claim.request_id, item, future))
+        self._add(_Pending(claim.request_id, update, future))
         await future
 
     def abandon(self) -> None:
@@ -120,21 +134,21 @@ class SentWriter(LingerBatcher[_Pending]):
         attempt = 0
         while True:
             attempt += 1
-            requests = [{"PutRequest": {"Item": p.item}} for p in remaining.values()]
+            items = [{"Update": p.item} for p in remaining.values()]
             try:
-                response = await self._client.batch_write_item(RequestItems={self._table: requests})
+                await self._client.transact_write_items(TransactItems=items)
             except Exception as exc:  # the client already retried the call itself
+                # All or nothing: a cancelled transaction (a conflict with a delivery event's
+                # write to one of its items, throttling) is retried whole.
                 self._health.count(DYNAMODB, "record_sent", describe(exc))
                 if is_unavailable(exc):
                     self._health.failed(DYNAMODB, describe(exc))
                 error = describe(exc)
             else:
                 self._health.ok(DYNAMODB)
-                unprocessed = response.get("UnprocessedItems", {}).get(self._table, [])
-                left = {r["PutRequest"]["Item"]["RequestId"]["S"] for r in unprocessed}
-                for request_id in list(remaining):
-                    if request_id not in left:
-                        remaining.pop(request_id).done.set_result(None)
+                for pending in remaining.values():
+                    pending.done.set_result(None)
+                remaining.clear()
                 if not remaining:
                     if attempt > 1:
                         log.info(
@@ -144,8 +158,6 @@ class SentWriter(LingerBatcher[_Pending]):
                             held_ms=round((time.monotonic() - started) * 1000),
                         )
                     return
-                error = "UnprocessedItems"
-                self._health.count(DYNAMODB, "record_sent", error)
             if attempt == 1 or attempt % LOG_EVERY_ATTEMPTS == 0:
                 log.warning(
                     "sent_write_held",

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from worker.health import DependencyHealth
-from worker.status.codec import encode_value
+from worker.status.codec import decode_item
 from worker.status.model import (
     RETRIES_EXHAUSTED,
     Claim,
@@ -77,7 +77,7 @@ class StatusStore:
             ("DestinationPhoneNumber", info.destination),
             ("OriginationIdentity", info.identity),
             ("Channel", info.channel),
-            ("MessageParts", info.message_parts),
+            ("ReservedParts", info.message_parts),
         ):
             if value is not None:
                 sets.append(f"{attr} = :{attr}")
@@ -100,17 +100,19 @@ class StatusStore:
         reopen = f"{update}, Replays :one REMOVE ErrorCode, ErrorReason, ErrorMessage"
         try:
             response, reopened = await self._claimable_write(
-                info.request_id, update, reopen, values, return_values="ALL_NEW", operation="claim"
+                info.request_id, update, reopen, values, return_values="ALL_OLD", operation="claim"
             )
         except ConditionFailed as lost:
             if lost.record.get("LeaseToken") != token:
                 return ClaimRefused(lost.record)
-            # Our own write went through and its answer was lost; botocore retried it.
-            raw, reopened = {k: encode_value(v) for k, v in lost.record.items()}, lost.reopened
-        else:
-            raw = response.get("Attributes", {})
-        attempts = int(raw.get("Attempts", {}).get("N", "1"))
-        return Claim(info.request_id, token, attempts, lease_until, raw, reopened)
+            # Our own write went through and its answer was lost; botocore retried it. What
+            # the record was before is lost with it, but for its AmbiguousAt (kept by claims).
+            prior = {k: v for k, v in lost.record.items() if k == "AmbiguousAt"}
+            attempts = int(lost.record.get("Attempts") or 1)
+            return Claim(info.request_id, token, attempts, lease_until, prior, lost.reopened)
+        prior = decode_item(response.get("Attributes", {}))
+        attempts = int(prior.get("Attempts") or 0) + 1
+        return Claim(info.request_id, token, attempts, lease_until, prior, reopened)
 
     async def write_outcome(
         self, claim: Claim, info: RecordFields, outcome: Outcome, calls: int
@@ -128,6 +130,11 @@ class StatusStore:
         }
         removes = ["#LeaseUntil"]
         self._error_fields(outcome, sets, removes, values)
+        if outcome.ambiguous_at_ms is not None:
+            sets.append("AmbiguousAt = :ambiguous_at")
+            values[":ambiguous_at"] = outcome.ambiguous_at_ms
+        else:
+            removes.append("AmbiguousAt")
         expression = f"SET {', '.join(sets)} REMOVE {', '.join(removes)}"
         try:
             await self._io.update(

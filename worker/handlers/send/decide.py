@@ -22,6 +22,7 @@ from worker.handlers.held import Ack, Delete, HandBack, Release
 from worker.model import InvalidRequest, ParsedRequest
 from worker.sending.errors import ErrorKind, SendError
 from worker.sending.sender import SendResult
+from worker.status.model import AMBIGUOUS as AMBIGUOUS
 from worker.status.model import RETRIES_EXHAUSTED as RETRIES_EXHAUSTED
 from worker.status.model import (
     Claim,
@@ -90,6 +91,8 @@ class Context:
     spend_limit_probe_s: float = 300.0  # how long a channel's spend limit pauses it
     redelivery_base_delay_s: int = 5
     redelivery_max_delay_s: int = 300
+    reclaim_policy: str = "resend"  # resend | confirm | never (Settings.effective_reclaim_policy)
+    reclaim_confirm_s: float = 600.0
 
     @property
     def last_receive(self) -> bool:
@@ -136,8 +139,59 @@ def refused(ctx: Context, existing: ClaimRefused) -> Decision:
     return Decision(HandBack(wait_s, "lease_busy"), Kind.LEASE_BUSY, seen_status=existing.status)
 
 
+def reclaim(ctx: Context, claim: Claim) -> Decision | None:
+    """The reclaim policy (contract section 3), for a request claimed again after a send that
+    may have gone out unseen (:attr:`Claim.ambiguous_since_ms`); ``None``: send it. ``resend``
+    sends at once; ``never`` writes FAILED/AMBIGUOUS (a delivery event may still prove it
+    SENT); ``confirm`` hands it back until ``reclaim_confirm_s`` after the ambiguous attempt
+    (one visibility delay, so it burns one receive, not one per poll), then sends: an event
+    in that time will have made it SENT, and this claim would have been refused."""
+    since_ms = claim.ambiguous_since_ms
+    if since_ms is None or ctx.reclaim_policy == "resend":
+        return None
+    if ctx.reclaim_policy == "never":
+        return _never_resent(since_ms)
+    wait_ms = since_ms + ctx.reclaim_confirm_s * 1000 - ctx.now_ms
+    if wait_ms <= 0:
+        return None  # no delivery event came for it in the time allowed: send it again
+    return _await_confirmation(ctx, since_ms, math.ceil(wait_ms / 1000), AMBIGUOUS)
+
+
+def _never_resent(since_ms: int) -> Decision:
+    outcome = Outcome(
+        Status.FAILED,
+        error_code=AMBIGUOUS,
+        error_reason="NO_ANSWER_AFTER_SEND",
+        error_message="the send may have gone out unseen and the reclaim policy is never: "
+        "not sent again (a delivery event for it makes it SENT)",
+        ambiguous_at_ms=since_ms,
+    )
+    return Decision(Delete(), Kind.FAILED, outcome)
+
+
+def _await_confirmation(ctx: Context, since_ms: int, wait_s: int, code: str) -> Decision:
+    message = (
+        f"the send may have gone out unseen: waiting up to {ctx.reclaim_confirm_s:g} s from "
+        "the attempt for a delivery event before sending again (reclaim policy confirm)"
+    )
+    if ctx.last_receive:
+        # Final before the dead-letter queue takes it; AmbiguousAt kept, so a replay from
+        # there waits for the same confirmation.
+        outcome = Outcome(Status.FAILED, RETRIES_EXHAUSTED, code, message, ambiguous_at_ms=since_ms)
+        return Decision(Release(0), Kind.EXHAUSTED, outcome)
+    outcome = Outcome(Status.RETRYING, code, "AWAITING_DELIVERY_EVENT", message, since_ms)
+    return Decision(Release(max(1, wait_s)), Kind.RETRYING, outcome)
+
+
 def send_failed(ctx: Context, error: SendError) -> Decision:
-    """A claimed request's send failed: FAILED (refused, or out of receives) or RETRYING."""
+    """A claimed request's send failed: FAILED (refused, or out of receives) or RETRYING. A
+    call that got no answer after its request was written is ambiguous: unless the policy is
+    resend (then it is retried like any transient error), :func:`reclaim`'s rules apply from
+    now on."""
+    if error.ambiguous and ctx.reclaim_policy == "never":
+        return _never_resent(ctx.now_ms)
+    if error.ambiguous and ctx.reclaim_policy == "confirm":
+        return _await_confirmation(ctx, ctx.now_ms, math.ceil(ctx.reclaim_confirm_s), error.code)
     if error.kind is ErrorKind.PERMANENT:
         outcome = Outcome(
             Status.FAILED,

@@ -55,6 +55,8 @@ class DecisionExecutor(Holding):
             spend_limit_probe_s=self._s.spend_limit_probe_s,
             redelivery_base_delay_s=self._s.redelivery_base_delay_s,
             redelivery_max_delay_s=self._s.redelivery_max_delay_s,
+            reclaim_policy=self._s.effective_reclaim_policy,
+            reclaim_confirm_s=self._s.reclaim_confirm_s,
         )
 
     def _emit(self, kind: d.Kind, held: HeldMessage, outcome: Outcome | None = None, *,

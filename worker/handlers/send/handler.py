@@ -23,7 +23,7 @@ from worker.health import DYNAMODB, SMS
 from worker.masking import mask_identity
 from worker.model import InvalidRequest, parse_request
 from worker.sending.limiter import Limiter
-from worker.sending.sender import Sender, SendProgress
+from worker.sending.sender import Sender, SendProgress, SendResult
 from worker.status.model import ClaimRefused
 
 KEEP_RETRY_MAX_S = 5.0  # on the last receive, a hand-back is retried in the task this soon
@@ -98,7 +98,12 @@ class SendHandler(DecisionExecutor):
             return await self._carry_out(held, d.refused(self._context(held), claimed))
         held.claim = claimed
         self._emit(d.Kind.CLAIMED, held, attempt=claimed.attempts, reopened=claimed.reopened)
-        result = await self._sender.send(parsed.api_params(), identity, first_token_held=True,
+        held_back = d.reclaim(self._context(held), claimed)
+        if held_back is not None:  # an ambiguous earlier send: no call now (reclaim policy)
+            no_call = SendResult(None, None, 0, 0.0)
+            return await self.shielded(held, self._carry_out(held, held_back, claimed, no_call))
+        params = parsed.api_params(self._s.default_configuration_set)
+        result = await self._sender.send(params, identity, first_token_held=True,
             progress=held.progress, deadline=lease_deadline, channel=parsed.channel,
             tokens=parts)  # fmt: skip
         step = d.decide(self._context(held), parsed, claimed, result)
