@@ -21,6 +21,8 @@ from support import (
     wait_for,
 )
 
+from worker.model.rules import RESERVED_CONTEXT_KEY
+
 FINAL = {"SENT", "FAILED", "EXPIRED"}
 
 
@@ -60,8 +62,9 @@ async def test_every_sms_rule_accepted_and_refused(aws: Aws, env: Env, sandbox: 
         assert item["ReservedParts"] == send["parts"] >= 1
         assert item["Attempts"] == 1
         assert item.get("OriginationIdentity") == body.get("OriginationIdentity")
-        # Sent as given, less the envelope.
+        # Sent as given, less the envelope, plus the reserved Context key naming the request.
         sent = {k: v for k, v in body.items() if k not in ("Channel", "RequestId")}
+        sent["Context"] = {**sent.get("Context", {}), RESERVED_CONTEXT_KEY: body["RequestId"]}
         assert send["params"] == sent
     parts = {name: sends[body["DestinationPhoneNumber"]]["parts"]
              for (name, _), body in zip(ACCEPTED, accepted, strict=True)}  # fmt: skip

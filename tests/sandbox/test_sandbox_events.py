@@ -381,3 +381,28 @@ def test_text_sends_never_draw_a_media_only_outcome() -> None:
     assert draw_outcome(media_only, "MEDIA", rng) in media_only
     mixed = {"spam": 1.0, **media_only}
     assert {draw_outcome(mixed, "TEXT", rng) for _ in range(20)} == {"spam"}
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    ["media_file_inaccessible", "media_file_type_unsupported", "media_file_size_exceeded"],
+)
+def test_media_file_failures_are_named_as_the_service_names_them_and_read_as_undelivered(
+    outcome: str,
+) -> None:
+    from worker.handlers.events.parse import Parsed, parse_event
+    from worker.status.model import DeliveryStatus
+
+    record = SendRecord(
+        message_id="m-2",
+        received_at=1_700_000_000.0,
+        identity="+18005550100",
+        destination="+12065550100",
+        dry_run=False,
+        params={"MediaUrls": ["s3://b/k.png"], "Context": {"sms-worker:RequestId": "r-2"}},
+    )
+    final = plan_events(record, "SendMediaMessage", outcome)[-1]
+    assert final["eventType"] == outcome.upper()  # MEDIA_FILE_..., never MEDIA_MEDIA_...
+    parsed = parse_event(json.dumps(final))
+    assert isinstance(parsed, Parsed), parsed
+    assert parsed.event.status is DeliveryStatus.UNDELIVERED

@@ -198,7 +198,8 @@ def plan_events(
         stages.append((final.status, True, final.description))
     return [
         {
-            "eventType": f"{prefix}_{status}",
+            # The media file failures are named in full (MEDIA_FILE_...), the rest per prefix.
+            "eventType": status if status.startswith(f"{prefix}_") else f"{prefix}_{status}",
             "isFinal": is_final,
             "messageStatus": status,
             "messageStatusDescription": description,

@@ -27,6 +27,11 @@ from worker.sending.sender import Sender, SendProgress, SendResult
 from worker.status.model import ClaimRefused
 
 KEEP_RETRY_MAX_S = 5.0  # on the last receive, a hand-back is retried in the task this soon
+#: At most this share of max_in_flight is kept for a paused channel on its last receive; the
+#: rest is recorded FAILED/RETRIES_EXHAUSTED (CHANNEL_PAUSED) and dead-lettered, replayable with
+#: `sms-worker dlq replay`, so a long spend-limit pause cannot take every slot from the other
+#: channel and the events queue.
+KEEP_PAUSED_SHARE = 0.25
 _WAITS_FOR = {"store_unavailable": DYNAMODB, "sms_unavailable": SMS}
 
 
@@ -36,6 +41,8 @@ class SendHandler(DecisionExecutor):
     def __init__(self, *, sender: Sender, limiter: Limiter, **executor: Any) -> None:
         super().__init__(**executor)
         self._sender, self._limiter = sender, limiter
+        self._kept_paused = 0  # messages kept in their task for a paused channel
+        self._kept_paused_max = max(1, int(self._s.max_in_flight * KEEP_PAUSED_SHARE))
 
     async def handle(self, held: HeldMessage) -> None:
         msg = held.message
@@ -44,22 +51,35 @@ class SendHandler(DecisionExecutor):
         )
         try:
             while (back := await self._attempt(held)) is not None and not held.settled:
-                if not self.last_receive(msg) or self._stopping.is_set():
+                paused = back.reason == "channel_paused"
+                if (
+                    not self.last_receive(msg)
+                    or self._stopping.is_set()
+                    or (paused and self._kept_paused >= self._kept_paused_max)
+                ):
+                    # On the last receive this records the final status before the DLQ.
                     return self.hand_back(held, back.delay_s, back.reason)
                 # A hand-back now would move the message to the DLQ with no final status.
                 wait_s = min(float(back.delay_s), KEEP_RETRY_MAX_S)
                 self._emit(d.Kind.KEPT, held, reason=back.reason, retry_in_s=wait_s)
-                dependency = _WAITS_FOR.get(back.reason)
-                if dependency is not None and self._health.failing(dependency):
-                    await self._health.wait_recovered(dependency, wait_s)
-                else:
-                    await asyncio.sleep(wait_s)
+                self._kept_paused += paused
+                try:
+                    await self._keep_waiting(back.reason, wait_s)
+                finally:
+                    self._kept_paused -= paused
                 held.phase, held.claim, held.progress = Phase.WAITING, None, SendProgress()
         except asyncio.CancelledError:
             self._on_cancel(held)
             raise
         finally:
             self.ensure_settled(held)
+
+    async def _keep_waiting(self, reason: str, wait_s: float) -> None:
+        dependency = _WAITS_FOR.get(reason)
+        if dependency is not None and self._health.failing(dependency):
+            await self._health.wait_recovered(dependency, wait_s)
+        else:
+            await asyncio.sleep(wait_s)
 
     async def _attempt(self, held: HeldMessage) -> HandBack | None:
         msg = held.message
