@@ -18,9 +18,15 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m worker.devstack.demo
 
-## The test suite (real local servers over HTTP; no mocks of AWS).
+## The test suite (real local servers over HTTP; no mocks of AWS), in two streams at once:
+## the long matrix (`-m long`: dependency faults, crash window, rate sharing across processes,
+## mostly waiting on timers) beside everything else, each with its own local servers. The long
+## stream's output follows the other's; either failing fails the target.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	@$(BIN)/python -m pytest -q -p no:cacheprovider -m long > .pytest-long.log 2>&1 & long=$$!; \
+	$(BIN)/python -m pytest -q -m "not long"; rest=$$?; \
+	echo "--- the long matrix (-m long) ---"; wait $$long; status=$$?; cat .pytest-long.log; \
+	exit $$(( rest || status ))
 
 lint: $(STAMP)
 	$(BIN)/ruff check worker tests

@@ -37,7 +37,7 @@ from support import (
 from worker.resources import ensure_resources
 from worker.settings import Settings
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 # The contract's runs (300 requests, three kills) for confirm; resend and never only need to
 # show what their policy does with the cuts, so they run smaller (the suite's time budget).
 FULL, SMALL = (300, (60, 130, 200)), (100, (40,))  # requests, accepted sends at each kill

@@ -28,7 +28,7 @@ from test_processes import all_final, feed, stop
 
 from worker.status.model import KeyFamily
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 IDENTITY = "pool-shared"
 QUOTA = 10.0  # messages per second, the whole fleet's
 BURST_S = 1.0  # what the sandbox tolerates: a bucket of BURST_S * QUOTA

@@ -357,6 +357,7 @@ async def _matrix(dependency: str, sandbox: Sandbox, moto_urls: list[str]) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.timeout(480)
 @pytest.mark.parametrize("dependency", ["dynamodb", "sqs", "sms"])
 async def test_fault_matrix(dependency: str, sandbox: Sandbox, moto_urls: list[str]) -> None:
