@@ -22,7 +22,8 @@ from worker.observe.exposition import build_registry
 from worker.observe.http import Observed
 from worker.sending import sharing as sh
 from worker.sending.cooldown import Cooldown
-from worker.sending.shared import SharedLimiter, ShareTable
+from worker.sending.share_table import ShareTable
+from worker.sending.shared import SharedLimiter
 
 KEY = "pool-fallback"
 QUOTA = 100.0  # high enough that the renewals come every second (sharing.renew_s)

@@ -24,7 +24,7 @@ from support import Aws
 
 from worker.sandbox import RunningSandbox, SandboxConfig, SendRecord
 from worker.sandbox.config import EVENT_OUTCOMES
-from worker.sandbox.events import (
+from worker.sandbox.event_plan import (
     OUTCOMES,
     draw_outcome,
     message_encoding,
