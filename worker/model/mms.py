@@ -16,15 +16,12 @@ from worker.model.envelope import EnvelopeFields
 from worker.model.fields import (
     NO_NULL,
     BodyStr,
-    ContextMap,
     IdentityStr,
-    NameStr,
     PhoneNumberStr,
-    PriceStr,
     StrictModel,
-    TtlInt,
 )
 from worker.model.messages import RULES
+from worker.model.options import SendOptions
 
 NAME = "MMS"
 OPERATION = "SendMediaMessage"
@@ -39,37 +36,25 @@ MediaUrlStr = Annotated[
 MediaUrlList = Annotated[list[MediaUrlStr], Field(min_length=1, max_length=1)]
 
 
-class MmsPayload(StrictModel):
-    """The ``SendMediaMessage`` parameters of a body (what is sent, less the envelope)."""
+class MmsCore(StrictModel):
+    """The ``SendMediaMessage`` members of its own, before the shared :class:`SendOptions`."""
 
     DestinationPhoneNumber: PhoneNumberStr = Field(description=RULES["DestinationPhoneNumber"])
     OriginationIdentity: IdentityStr = Field(description=RULES["OriginationIdentity"])
     MessageBody: Annotated[BodyStr | None, NO_NULL] = Field(None, description=RULES["MessageBody"])
     MediaUrls: Annotated[MediaUrlList | None, NO_NULL] = Field(None, description=RULES["MediaUrls"])
-    ConfigurationSetName: Annotated[NameStr | None, NO_NULL] = Field(
-        None, description=RULES["ConfigurationSetName"]
-    )
-    MaxPrice: Annotated[PriceStr | None, NO_NULL] = Field(None, description=RULES["MaxPrice"])
-    TimeToLive: Annotated[TtlInt | None, NO_NULL] = Field(None, description=RULES["TimeToLive"])
-    Context: Annotated[ContextMap | None, NO_NULL] = Field(None, description=RULES["Context"])
-    DryRun: Annotated[bool | None, NO_NULL] = Field(None, description=RULES["DryRun"])
-    ProtectConfigurationId: Annotated[NameStr | None, NO_NULL] = Field(
-        None, description=RULES["ProtectConfigurationId"]
-    )
-    MessageFeedbackEnabled: Annotated[bool | None, NO_NULL] = Field(
-        None, description=RULES["MessageFeedbackEnabled"]
-    )
+
+
+class MmsPayload(SendOptions, MmsCore):
+    """The ``SendMediaMessage`` parameters of a body (what is sent, less the envelope)."""
+
+    API_KEYS = API_KEYS
 
     @model_validator(mode="after")
     def _has_content(self) -> MmsPayload:
         if self.MessageBody is None and self.MediaUrls is None:
             raise PydanticCustomError("no_content", "neither MessageBody nor MediaUrls")
         return self
-
-    def api_params(self) -> dict[str, object]:
-        """Keyword arguments for ``send_media_message``: the API members that were given."""
-        given = self.model_fields_set.intersection(API_KEYS)
-        return self.model_dump(include=given)
 
     @property
     def parts(self) -> int:

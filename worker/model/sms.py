@@ -16,15 +16,12 @@ from worker.model.envelope import EnvelopeFields
 from worker.model.fields import (
     NO_NULL,
     BodyStr,
-    ContextMap,
     IdentityStr,
-    NameStr,
     PhoneNumberStr,
-    PriceStr,
     StrictModel,
-    TtlInt,
 )
 from worker.model.messages import RULES
+from worker.model.options import SendOptions
 
 NAME = "SMS"
 OPERATION = "SendTextMessage"
@@ -48,8 +45,8 @@ CountryParameterMap = Annotated[
 ]
 
 
-class SmsPayload(StrictModel):
-    """The ``SendTextMessage`` parameters of a body (what is sent, less the envelope)."""
+class SmsCore(StrictModel):
+    """The ``SendTextMessage`` members of its own, before the shared :class:`SendOptions`."""
 
     DestinationPhoneNumber: PhoneNumberStr = Field(description=RULES["DestinationPhoneNumber"])
     OriginationIdentity: Annotated[IdentityStr | None, NO_NULL] = Field(
@@ -63,24 +60,12 @@ class SmsPayload(StrictModel):
     DestinationCountryParameters: Annotated[CountryParameterMap | None, NO_NULL] = Field(
         None, description=RULES["DestinationCountryParameters"]
     )
-    ConfigurationSetName: Annotated[NameStr | None, NO_NULL] = Field(
-        None, description=RULES["ConfigurationSetName"]
-    )
-    MaxPrice: Annotated[PriceStr | None, NO_NULL] = Field(None, description=RULES["MaxPrice"])
-    TimeToLive: Annotated[TtlInt | None, NO_NULL] = Field(None, description=RULES["TimeToLive"])
-    Context: Annotated[ContextMap | None, NO_NULL] = Field(None, description=RULES["Context"])
-    DryRun: Annotated[bool | None, NO_NULL] = Field(None, description=RULES["DryRun"])
-    ProtectConfigurationId: Annotated[NameStr | None, NO_NULL] = Field(
-        None, description=RULES["ProtectConfigurationId"]
-    )
-    MessageFeedbackEnabled: Annotated[bool | None, NO_NULL] = Field(
-        None, description=RULES["MessageFeedbackEnabled"]
-    )
 
-    def api_params(self) -> dict[str, object]:
-        """Keyword arguments for ``send_text_message``: the API members that were given."""
-        given = self.model_fields_set.intersection(API_KEYS)
-        return self.model_dump(include=given)
+
+class SmsPayload(SendOptions, SmsCore):
+    """The ``SendTextMessage`` parameters of a body (what is sent, less the envelope)."""
+
+    API_KEYS = API_KEYS
 
     @property
     def parts(self) -> int:

@@ -53,7 +53,8 @@ class SandboxConfig:
     ``blocked_prefixes`` (e.g. ``+44``) get ValidationException DESTINATION_COUNTRY_BLOCKED.
 
     With ``events_queue_url`` set, every accepted send (not a dry run) publishes its delivery
-    events to that SQS queue (see :mod:`worker.sandbox.events` and :mod:`worker.sandbox.event_plan`): the outcome drawn from the
+    events to that SQS queue (planned by :mod:`worker.sandbox.event_plan`, published by
+    :mod:`worker.sandbox.events`): the outcome drawn from the
     ``events_outcomes`` weights, ``events_delay_ms`` ± ``events_jitter_ms`` from the send to
     the last event, each event twice with probability ``events_duplicate_rate``, a message's
     events in shuffled order with ``events_reorder``. ``cut_after_accept_rate`` is the
