@@ -144,20 +144,18 @@ class SentWriter(LingerBatcher[_Pending]):
                 if is_unavailable(exc):
                     self._health.failed(DYNAMODB, describe(exc))
                 error = describe(exc)
-            else:
+            else:  # all or nothing: every record of the batch is written
                 self._health.ok(DYNAMODB)
                 for pending in remaining.values():
                     pending.done.set_result(None)
-                remaining.clear()
-                if not remaining:
-                    if attempt > 1:
-                        log.info(
-                            "sent_write_recovered",
-                            items=len(batch),
-                            attempts=attempt,
-                            held_ms=round((time.monotonic() - started) * 1000),
-                        )
-                    return
+                if attempt > 1:
+                    log.info(
+                        "sent_write_recovered",
+                        items=len(batch),
+                        attempts=attempt,
+                        held_ms=round((time.monotonic() - started) * 1000),
+                    )
+                return
             if attempt == 1 or attempt % LOG_EVERY_ATTEMPTS == 0:
                 log.warning(
                     "sent_write_held",
