@@ -12,7 +12,7 @@ and the platform and GC collectors (``python_info``, ``python_gc_*``).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -157,27 +157,24 @@ class WorkerCollector(Collector):
         yield CounterMetricFamily(
             "sms_worker_cooldowns", "Account-wide cool-downs.", value=self._o.cooldown.started_total
         )
-        sent = CounterMetricFamily(
-            "sms_worker_sent_by_channel", "Requests SENT, by channel.", labels=["channel"]
+        yield _by_label(
+            "sms_worker_sent_by_channel",
+            "Requests SENT, by channel.",
+            "channel",
+            {channel: m.sent_by_channel[channel] for channel in CHANNELS},
         )
-        parts = CounterMetricFamily(
+        yield _by_label(
             "sms_worker_message_parts",
             "Message parts of the requests SENT, by channel (an SMS's segments; an MMS is 1).",
-            labels=["channel"],
+            "channel",
+            {channel: m.parts_by_channel[channel] for channel in CHANNELS},
         )
-        for channel in CHANNELS:
-            sent.add_metric([channel], m.sent_by_channel[channel])
-            parts.add_metric([channel], m.parts_by_channel[channel])
-        yield sent
-        yield parts
-        pauses = CounterMetricFamily(
+        yield _by_label(
             "sms_worker_channel_pauses",
             "Times a channel was paused because its monthly spend limit was reached.",
-            labels=["channel"],
+            "channel",
+            self._o.cooldown.channels.started_total(),
         )
-        for channel, n in self._o.cooldown.channels.started_total().items():
-            pauses.add_metric([channel], n)
-        yield pauses
 
     def _dependencies(self) -> Iterator[Metric]:
         health = self._o.health
@@ -324,25 +321,21 @@ class WorkerCollector(Collector):
 
     def _events(self) -> Iterator[Metric]:
         m = self._o.metrics
-        by_type = CounterMetricFamily(
+        yield _by_label(
             "sms_worker_delivery_events",
             "Delivery events received, by eventType (TEXT_DELIVERED, MEDIA_SPAM, ...; "
             "'none' for a body with no known type).",
-            labels=["event_type"],
+            "event_type",
+            dict(sorted(m.events.items())),
         )
-        for event_type, n in sorted(m.events.items()):
-            by_type.add_metric([event_type], n)
-        yield by_type
-        outcomes = CounterMetricFamily(
+        yield _by_label(
             "sms_worker_delivery_event_outcomes",
             "What applying a delivery event did: applied, proven (made a record SENT), stale "
             "(duplicate or outranked), record_missing (retried), record_missing_gave_up, "
             "not_ours, malformed, store_unavailable.",
-            labels=["outcome"],
+            "outcome",
+            dict(sorted(m.event_outcomes.items())),
         )
-        for outcome, n in sorted(m.event_outcomes.items()):
-            outcomes.add_metric([outcome], n)
-        yield outcomes
         yield _histogram(
             m.delivery_latency_s,
             "sms_worker_delivery_latency_seconds",
@@ -352,6 +345,14 @@ class WorkerCollector(Collector):
     def _latency(self) -> Metric:
         h = self._o.metrics.send_latency_s
         return _histogram(h, "sms_worker_send_latency_seconds", f"{_SEND_OPERATIONS} call latency.")
+
+
+def _by_label(name: str, help_text: str, label: str, values: Mapping[str, int]) -> Metric:
+    """A counter family with one sample per ``label`` value."""
+    family = CounterMetricFamily(name, help_text, labels=[label])
+    for value, n in values.items():
+        family.add_metric([value], n)
+    return family
 
 
 def _histogram(h: Histogram, name: str, help_text: str) -> Metric:
