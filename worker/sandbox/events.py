@@ -102,6 +102,7 @@ class EventPublisher(BackgroundService):
         self._batches = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
         self._clients = AsyncExitStack()
         self._sqs: Any = None
+        self._client_lock = asyncio.Lock()
         self._runner: asyncio.Task[None] | None = None
         self._in_flight_events = 0
         self.stats = EventStats()
@@ -193,27 +194,36 @@ class EventPublisher(BackgroundService):
                 pass
 
     async def _dispatch(self, due: list[_Due]) -> None:
+        """Publish one round of due events: per queue, one task sends its batches in due order,
+        so the events of one message (planned together) are never split across batches racing
+        each other; rounds overlap, up to ``MAX_BATCHES_IN_FLIGHT``."""
         by_queue: dict[str, list[_Due]] = {}
         for item in due:
             by_queue.setdefault(item.queue_url, []).append(item)
         for queue_url, items in by_queue.items():
+            await self._batches.acquire()  # bounds the rounds in flight
+            self._in_flight_events += len(items)
+            self.spawn(self._send_in_order(queue_url, items))
+
+    async def _send_in_order(self, queue_url: str, items: list[_Due]) -> None:
+        try:
             for start in range(0, len(items), SQS_MAX_BATCH):
-                batch = items[start : start + SQS_MAX_BATCH]
-                await self._batches.acquire()  # bounds the batches in flight
-                self._in_flight_events += len(batch)
-                self.spawn(self._send(queue_url, batch))
+                await self._send(queue_url, items[start : start + SQS_MAX_BATCH])
+        finally:
+            self._batches.release()
 
     async def _client(self, queue_url: str) -> Any:
-        if self._sqs is None:
-            self._sqs = await self._clients.enter_async_context(
-                aws_client(
-                    "sqs",
-                    region=queue_region(queue_url),
-                    retries={"mode": "standard", "total_max_attempts": 3},
-                    connect_timeout=5,
-                    read_timeout=20,
+        async with self._client_lock:  # one client, however many rounds start at once
+            if self._sqs is None:
+                self._sqs = await self._clients.enter_async_context(
+                    aws_client(
+                        "sqs",
+                        region=queue_region(queue_url),
+                        retries={"mode": "standard", "total_max_attempts": 3},
+                        connect_timeout=5,
+                        read_timeout=20,
+                    )
                 )
-            )
         return self._sqs
 
     async def _send(self, queue_url: str, items: list[_Due]) -> None:
@@ -261,7 +271,6 @@ class EventPublisher(BackgroundService):
                 )
         finally:
             self._in_flight_events -= len(items)
-            self._batches.release()
 
     async def _drain(self) -> None:
         """Publish everything still waiting (delay or not), then close the SQS client."""
