@@ -43,9 +43,11 @@ docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --site-dir site
 
 ## The benchmark: the worker against two boto3 baselines (about 15 minutes on 2 cores).
-## moto serves DynamoDB: dynalite (faster, from npm) has no TransactWriteItems, which the SENT
-## writer uses, so BENCH_DYNAMO=dynalite only suits the baselines.
+## dynalite (a faster DynamoDB-compatible server) comes from npm when Node.js is present;
+## BENCH_DYNAMO=moto serves DynamoDB from moto instead.
 bench: $(STAMP)
+	@if command -v npm >/dev/null && [ ! -x .bench-tools/node_modules/.bin/dynalite ]; then \
+		npm install --silent --no-audit --no-fund --prefix .bench-tools dynalite@4.0.0; fi
 	$(BIN)/python -m bench.run
 
 sandbox: $(STAMP)

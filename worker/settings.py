@@ -178,15 +178,6 @@ class Settings(BaseSettings):
     ack_flush_ms: int = Field(
         250, ge=1, le=5_000, description="Longest a delete or visibility change waits to batch."
     )
-    sent_batch_ms: int = Field(
-        20,
-        ge=0,
-        le=1_000,
-        description=(
-            "Longest a SENT record waits to be written with others in one TransactWriteItems; "
-            "widens the crash window by at most this (0: write each at once)."
-        ),
-    )
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
         "auto",
         description="The event loop of `run`: auto (uvloop when installed), uvloop, asyncio.",

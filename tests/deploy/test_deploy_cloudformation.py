@@ -44,9 +44,6 @@ BATCH_ACTIONS = {
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
     "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
     "sqs:SendMessageBatch": "sqs:SendMessage",
-    # IAM authorizes a transaction by the actions of its items (the SENT writer's are updates):
-    # there is no dynamodb:TransactWriteItems action to grant.
-    "dynamodb:TransactWriteItems": "dynamodb:UpdateItem",
 }
 SERVICES = {"sqs": "sqs", "dynamodb": "dynamodb", "pinpoint-sms-voice-v2": "sms-voice"}
 QUEUE_ARN = {"Fn::GetAtt": ["Queue", "Arn"]}

@@ -155,14 +155,14 @@ async def _queue_empty(aws: Aws, url: str) -> bool:
 async def test_events_before_the_sent_write_end_as_in_order(
     aws: Aws, env: Env, sandbox: Sandbox, servers: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The SENT write held on the wire (the fault proxy holds TransactWriteItems) while the
-    message's events arrive shuffled and duplicated: the first makes the SENDING record SENT
-    (proof of the send), the held SENT write then lands and erases nothing."""
+    """The SENT write held on the wire (the fault proxy holds the UpdateItem that sets SentAt)
+    while the message's events arrive shuffled and duplicated: the first makes the SENDING
+    record SENT (proof of the send), the held SENT write then lands and erases nothing."""
     events_url = await events_queue(aws)
     async with FaultProxy(servers["moto"], service="dynamodb") as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.url)  # the worker's endpoint
         s = make_settings(env, events_queue_url=events_url, lease_s=20, visibility_timeout_s=30)
-        proxy.inject("hold", 6.0, {"TransactWriteItems"})
+        proxy.inject("hold", 6.0, {"UpdateItem"}, containing=b"SentAt")
         async with running_worker(s):
             await enqueue(aws.sqs, env.queue_url, [request(7)])
             ids = await wait_for(lambda: _when(sent_message_ids(sandbox), bool), TIMEOUT_S)
@@ -231,7 +231,7 @@ async def test_any_interleaving_against_the_table_is_the_pure_rule(
     events = [DeliveryEvent(request_id, *_fields(e)) for e in events]
     steps: list[DeliveryEvent | None] = [*events, *rng.sample(events, min(2, len(events))), None]
     rng.shuffle(steps)
-    async with SentWriter(aws.ddb, env.table, linger_ms=0, health=health) as sent:
+    async with SentWriter(aws.ddb, env.table, health=health) as sent:
         for step in steps:
             if step is None:
                 await sent.write(claim, info, "mid-1", 1)

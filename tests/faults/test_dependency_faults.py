@@ -62,7 +62,7 @@ ENDPOINT_VARIABLE = {
     "sms": "AWS_ENDPOINT_URL_PINPOINT_SMS_VOICE_V2",
 }
 MODES = {
-    "dynamodb": ("reset", "hold", "5xx", "throttle", "unprocessed"),
+    "dynamodb": ("reset", "hold", "5xx", "throttle"),
     "sqs": ("reset", "hold", "5xx", "throttle"),
     "sms": ("reset", "hold", "5xx", "throttle", "cut"),
 }

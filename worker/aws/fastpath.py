@@ -41,12 +41,6 @@ class DynamoDBCalls(_Adapter):
     async def get_item(self, **params: Any) -> dict[str, Any]:
         return await self.api.call("GetItem", params)
 
-    async def batch_write_item(self, **params: Any) -> dict[str, Any]:
-        return await self.api.call("BatchWriteItem", params)
-
-    async def transact_write_items(self, **params: Any) -> dict[str, Any]:
-        return await self.api.call("TransactWriteItems", params)
-
 
 class SqsCalls(_Adapter):
     async def receive_message(self, **params: Any) -> dict[str, Any]:

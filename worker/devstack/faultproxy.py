@@ -14,14 +14,15 @@ like on the wire:
 ``throttle``    the service's throttling error (``ProvisionedThroughputExceededException``,
                 ``ThrottlingException``; SQS's query-compatible ``RequestThrottled``)
 ``unprocessed`` DynamoDB takes the batch and writes none of it: ``BatchWriteItem`` answered
-                with every item in ``UnprocessedItems``, ``TransactWriteItems`` with
-                ``TransactionCanceledException`` (each item a ``TransactionConflict``)
+                with every item in ``UnprocessedItems``
 ``cut``         forwarded (the upstream acts on it) but the answer is lost: the connection is
                 reset instead, as a call cut after the request was written
 ==============  ==========================================================================
 
 A fault lasts ``duration_s`` and touches every operation, or only those named (the
-``X-Amz-Target`` header's operation: ``UpdateItem``, ``ReceiveMessage``, ``SendMediaMessage``).
+``X-Amz-Target`` header's operation: ``UpdateItem``, ``ReceiveMessage``, ``SendMediaMessage``),
+and of those only the requests whose body contains ``containing`` if given (one kind of
+``UpdateItem``: the worker's SENT records say ``SentAt``).
 ``seen``, ``faulted`` (by mode) and ``faulted_by_operation`` count what the proxy did.
 
 Tests own it in-process (``async with FaultProxy(upstream) as proxy: proxy.inject(...)``);
@@ -48,7 +49,7 @@ import aiohttp
 from aiohttp import web
 
 MODES = ("reset", "hold", "5xx", "throttle", "unprocessed", "cut")
-_BATCH_WRITES = frozenset({"BatchWriteItem", "TransactWriteItems"})
+_BATCH_WRITES = frozenset({"BatchWriteItem"})
 _HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -88,9 +89,14 @@ class Fault:
     mode: str
     until: float  # time.monotonic()
     operations: frozenset[str] | None  # None: every operation
+    containing: bytes | None = None  # None: every request of those operations
 
-    def applies(self, operation: str, now: float) -> bool:
-        return now < self.until and (self.operations is None or operation in self.operations)
+    def applies(self, operation: str, body: bytes, now: float) -> bool:
+        return (
+            now < self.until
+            and (self.operations is None or operation in self.operations)
+            and (self.containing is None or self.containing in body)
+        )
 
 
 class FaultProxy:
@@ -120,18 +126,21 @@ class FaultProxy:
 
     # -- control ---------------------------------------------------------------------------
     def inject(
-        self, mode: str, duration_s: float, operations: set[str] | frozenset[str] | None = None
+        self,
+        mode: str,
+        duration_s: float,
+        operations: set[str] | frozenset[str] | None = None,
+        *,
+        containing: bytes | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown fault mode {mode!r}; one of {', '.join(MODES)}")
         if duration_s <= 0:
             raise ValueError("duration_s must be > 0")
         if mode == "unprocessed" and self.service not in (None, "dynamodb"):
-            raise ValueError(
-                "the unprocessed fault is DynamoDB's (BatchWriteItem, TransactWriteItems)"
-            )
+            raise ValueError("the unprocessed fault is DynamoDB's (BatchWriteItem)")
         ops = frozenset(operations) if operations is not None else None
-        self._fault = Fault(mode, time.monotonic() + duration_s, ops)
+        self._fault = Fault(mode, time.monotonic() + duration_s, ops, containing)
         self._cleared.clear()
         asyncio.get_running_loop().call_later(duration_s, self._expire, self._fault)
 
@@ -199,7 +208,9 @@ class FaultProxy:
         body = await request.read()
         fault = self._fault
         mode = (
-            fault.mode if fault is not None and fault.applies(operation, time.monotonic()) else None
+            fault.mode
+            if fault is not None and fault.applies(operation, body, time.monotonic())
+            else None
         )
         if mode == "unprocessed" and operation not in _BATCH_WRITES:
             mode = None
@@ -219,17 +230,6 @@ class FaultProxy:
         if mode == "throttle":
             error_type, query_error = _THROTTLE.get(prefix, ("ThrottlingException", None))
             return _error(400, error_type, query_error)
-        if mode == "unprocessed" and operation == "TransactWriteItems":
-            items = json.loads(body or b"{}").get("TransactItems", [])
-            reasons = [{"Code": "TransactionConflict"} for _ in items]
-            answer = json.dumps(
-                {
-                    "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
-                    "message": "Transaction cancelled, please refer cancellation reasons",
-                    "CancellationReasons": reasons,
-                }
-            ).encode()
-            return web.Response(body=answer, status=400, content_type="application/x-amz-json-1.0")
         if mode == "unprocessed":
             items = json.loads(body or b"{}").get("RequestItems", {})
             answer = json.dumps({"UnprocessedItems": items}).encode()

@@ -50,7 +50,7 @@ async def build(ctx: HandlerContext) -> SendHandler:
 
         ctx.stack.push_async_callback(close_counters)
         listeners.append(CountersListener(counters))
-    sent_writer = SentWriter(ctx.hot.dynamodb, s.table, s.sent_batch_ms, health=ctx.health)
+    sent_writer = SentWriter(ctx.hot.dynamodb, s.table, health=ctx.health)
     await ctx.stack.enter_async_context(sent_writer)
     sender = Sender(ctx.hot.sms, ctx.limiter, s, ctx.metrics, health=ctx.health)
     return SendHandler(
