@@ -93,11 +93,6 @@ class SentWriter(BackgroundService):
                 raise SentAbandoned(f"SENT record held, not written: {self._error}") from None
             raise
 
-    @property
-    def pending(self) -> int:
-        """SENT records not durable yet."""
-        return self.in_flight
-
     def abandon(self) -> None:
         """Give up on every record still held (the shutdown's hard deadline), a call in flight
         included: each waiting ``write`` raises ``SentAbandoned``; logged with the count."""
