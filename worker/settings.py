@@ -77,7 +77,13 @@ class Settings(BaseSettings):
         ),
     )
     max_in_flight: int = Field(
-        64, ge=1, le=10_000, description="Most messages held (received, not yet acknowledged)."
+        64,
+        ge=1,
+        le=10_000,
+        description=(
+            "Most messages held (received, not yet acknowledged) per queue: the send queue's, "
+            "and as many again from the events queue when `run` drains both."
+        ),
     )
     pollers: int = Field(2, ge=1, le=64, description="Concurrent ReceiveMessage long polls.")
     wait_time_s: int = Field(20, ge=0, le=20, description="Long-poll wait of each receive.")

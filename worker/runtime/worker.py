@@ -60,12 +60,16 @@ def routes(settings: Settings, handlers: tuple[str, ...] | None = None) -> list[
 
 @dataclass(slots=True)
 class _Hosted:
-    """A route as it runs: its acks, its extender, its handler, its extender's task."""
+    """A route as it runs: its acks, its extender, its handler, its slots, its pollers.
+
+    Each route has ``max_in_flight`` slots of its own: sends held for their rate's tokens
+    never take the slots the delivery events need (which would back the events queue up)."""
 
     route: Route
     acks: AckBatcher
     extender: VisibilityExtender
     handler: Handler
+    slots: asyncio.Semaphore
     pollers: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -83,7 +87,6 @@ class Worker:
         self.forced = asyncio.Event()
         self.ready = asyncio.Event()
         self._tasks: dict[asyncio.Task[None], HeldMessage] = {}
-        self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._hosted: list[_Hosted] = []
         self.http_port: int | None = None
 
@@ -162,7 +165,7 @@ class Worker:
                 tracing.listeners,
             )  # fmt: skip
             handler = tracing.wrap(await HANDLERS[route.handler](ctx), route.handler)
-            hosted = _Hosted(route, acks, extender, handler)
+            hosted = _Hosted(route, acks, extender, handler, asyncio.Semaphore(s.max_in_flight))
             self._hosted.append(hosted)
         for hosted in self._hosted:
             hosted.extender.start()
@@ -171,7 +174,7 @@ class Worker:
                 hosted.route.queue_url,
                 wait_time_s=s.wait_time_s,
                 visibility_timeout_s=s.visibility_timeout_s,
-                slots=self._slots,
+                slots=hosted.slots,
                 spawn=functools.partial(self._spawn, hosted),
                 cooldown=self.cooldown,
                 health=self.health,
@@ -222,16 +225,16 @@ class Worker:
         task = asyncio.create_task(hosted.handler.handle(held))
         self._tasks[task] = held
         self.metrics.in_flight += 1
-        task.add_done_callback(self._reap)
+        task.add_done_callback(functools.partial(self._reap, hosted))
 
     def _held(self) -> list[QueueMessage]:
         return [held.message for held in self._tasks.values()]
 
-    def _reap(self, task: asyncio.Task[None]) -> None:
+    def _reap(self, hosted: _Hosted, task: asyncio.Task[None]) -> None:
         # The message itself was settled by its handler (its ``finally`` sees to it).
         self._tasks.pop(task, None)
         self.metrics.in_flight -= 1
-        self._slots.release()
+        hosted.slots.release()
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
             log.error("task_crashed", error=repr(exc))
