@@ -250,6 +250,35 @@ async def test_any_interleaving_against_the_table_is_the_pure_rule(
     assert ("PriceUsd" in got) is any("PriceUsd" in e.filled for e in events)
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+async def test_the_rank_condition_orders_by_status_then_time_then_type_on_the_table(
+    aws: Aws, env: Env, reverse: bool
+) -> None:
+    """Each term of the rank condition decides once, in both orders, against the real table:
+    a later lower status loses, an earlier same status loses, and on a tie of status and
+    time the greater event type wins."""
+    health = DependencyHealth()
+    store = StatusStore(aws.ddb, env.table, lease_s=60, ttl_days=1, health=health)
+    writer = DeliveryWriter(ConditionalTable(aws.ddb, env.table, health))
+    pairs = [  # (loser, winner)
+        (("TEXT_PENDING", 9_000), ("TEXT_DELIVERED", 1_000)),  # rank before time
+        (("TEXT_SPAM", 1_000), ("TEXT_BLOCKED", 2_000)),  # same status: the later
+        (("TEXT_BLOCKED", 5_000), ("TEXT_SPAM", 5_000)),  # same status and time: the type
+    ]
+    for loser, winner in pairs:
+        request_id = "rank-" + uuid.uuid4().hex[:12]
+        claim = await store.claim(RecordFields(request_id, "sqs-1", 1))
+        assert isinstance(claim, Claim)
+        events = [
+            DeliveryEvent(request_id, *_fields(_event(kind, at_ms, None)))
+            for kind, at_ms in (loser, winner)
+        ]
+        for e in reversed(events) if reverse else events:
+            await writer.apply(e)
+        got = await record(aws, env, request_id)
+        assert (got["DeliveryEvent"], got["Status"]) == (winner[0], "SENT"), (loser, winner)
+
+
 def _fields(e: DeliveryEvent) -> tuple[Any, ...]:
     return (e.event_type, e.status, e.message_id, e.timestamp_ms, e.reason, e.filled)
 
