@@ -108,6 +108,18 @@ class Settings(BaseSettings):
             "and several converge by throttling)."
         ),
     )
+    rate_sharing_renew_max_s: float = Field(
+        10.0,
+        ge=1.0,
+        le=60.0,
+        description=(
+            "With rate sharing, the longest a worker waits between renewals of its rate share "
+            "(the period is sized for 0.025 lease writes per message, within 1 s and this). "
+            "Lower it for faster joins and hand-backs at more writes: a joining worker gets "
+            "its share within one period, a killed one's comes back within three (its lease "
+            "is two periods and a second)."
+        ),
+    )
     rate_burst_s: float = Field(
         0.1, gt=0, le=10, description="Token bucket depth, in seconds of the identity's rate."
     )

@@ -35,12 +35,23 @@ class SimWorker:
     last_renew_ms: int = 0
     sends: list[int] = field(default_factory=list)
 
+    def pace(self, rate_mps: float, t: int) -> None:
+        """A new local rate: as IdentityBucket.set_ceiling, the next slot is at most one
+        interval of the new rate away."""
+        if rate_mps != self.rate_mps and rate_mps > 0:
+            self.tat_ms = min(self.tat_ms, t + 1000 / rate_mps)
+        self.rate_mps = rate_mps
+
     def alive(self, t: int) -> bool:
         return t >= self.join_ms and (self.leave_ms is None or t < self.leave_ms)
 
 
 def simulate(
-    workers: list[SimWorker], quota: float, duration_ms: int, seed: int
+    workers: list[SimWorker],
+    quota: float,
+    duration_ms: int,
+    seed: int,
+    renew_max_s: float = sh.RENEW_MAX_S,
 ) -> tuple[sh.ShareItem, list[SimWorker]]:
     rng = random.Random(seed)
     item = sh.ShareItem()
@@ -58,14 +69,21 @@ def simulate(
                 try:
                     item = sh.apply(item, p)
                 except sh.Refused:
-                    w.view = item  # the executor reads the item again and retries
-                    w.next_renew_ms = t
+                    # As the executor: read the item again and plan anew with the same want
+                    # (what the worker used since its last renewal, not since this refusal).
+                    w.view = item
+                    p = sh.plan(item, w.name, w.wanted_mps, quota, now_ms, renew_max_s=renew_max_s)
+                    w.pace(min(w.rate_mps, p.grant_mps), t)
+                    w.pending = (t + rng.randint(5, 150), p)
+                    continue
                 else:
                     w.view = item
-                    w.rate_mps = p.grant_mps
-                    follow = sh.correction(p, item, w.wanted_mps, quota, now_ms)
+                    w.pace(p.grant_mps, t)
+                    follow = sh.correction(
+                        p, item, w.wanted_mps, quota, now_ms, renew_max_s=renew_max_s
+                    )
                     if follow is not None:  # the executor writes the shrink at once
-                        w.rate_mps = follow.grant_mps
+                        w.pace(follow.grant_mps, t)
                         w.pending = (t + rng.randint(5, 150), follow)
                         continue
                     w.next_renew_ms = t + int(p.next_renew_s * 1000)
@@ -75,8 +93,8 @@ def simulate(
                 if t == w.join_ms:
                     want = quota if w.demand_mps is None else w.demand_mps
                 w.wanted_mps = want
-                p = sh.plan(w.view, w.name, want, quota, now_ms)
-                w.rate_mps = min(w.rate_mps, p.grant_mps)  # a decrease applies before its write
+                p = sh.plan(w.view, w.name, want, quota, now_ms, renew_max_s=renew_max_s)
+                w.pace(min(w.rate_mps, p.grant_mps), t)  # a decrease applies before its write
                 w.pending = (t + rng.randint(5, 150), p)
                 w.sent_since_renew, w.waited, w.last_renew_ms = 0, False, t
             # sending: paced at the local rate (GCRA on the monotonic = true clock)
@@ -160,6 +178,29 @@ def test_a_killed_workers_share_comes_back_within_a_lease_and_a_renewal() -> Non
     back_by = killed_at + int((sh.lease_s(period) + 2 * period + 1) * 1000)
     after = [t for w in done[:2] for t in w.sends if back_by <= t < back_by + 5000]
     assert len(after) >= 0.95 * 20 * 5
+
+
+def test_a_lower_renewal_cap_hands_a_killed_share_back_and_admits_a_joiner_sooner() -> None:
+    """At the join/leave test's scale (10 MPS, four workers: a 10-s period by default), a
+    1-s cap (SMS_WORKER_RATE_SHARING_RENEW_MAX_S) makes a killed worker's share usable again
+    within 5 s, and a joiner's fair share too, never above quota plus burst."""
+    assert sh.renew_s(4, 10.0) == sh.RENEW_MAX_S and sh.renew_s(4, 10.0, 1.0) == 1.0
+    assert sh.renew_s(4, 10.0, 0.2) == sh.RENEW_MIN_S  # never below a second
+    killed_at, joined_at, quota = 20_000, 40_000, 10.0
+    workers = [
+        SimWorker("a", 400, 0),
+        SimWorker("b", -400, 0),
+        SimWorker("c", 0, 0),
+        SimWorker("d", 250, 0, killed_at),
+    ]
+    workers.append(SimWorker("e", -250, joined_at))
+    _, done = simulate(workers, quota, 60_000, seed=5, renew_max_s=1.0)
+    everyone = [t for w in done for t in w.sends]
+    assert max_in_window(everyone) <= quota + len(done)
+    after_kill = [t for w in done for t in w.sends if killed_at + 5000 <= t < killed_at + 10_000]
+    assert len(after_kill) >= 0.95 * quota * 5
+    joiner = [t for t in done[-1].sends if joined_at + 5000 <= t < joined_at + 10_000]
+    assert len(joiner) >= 0.9 * quota / 4 * 5  # its fair quarter
 
 
 def test_fair_shares_are_max_min_fair() -> None:

@@ -249,7 +249,10 @@ class SharedLimiter(BackgroundService):
         if share.view is None:
             share.view = await self._table.ensure(key)
             want = share.quota_mps  # first use: demand unknown, ask for an equal part
-        p = sh.plan(share.view, self.worker, want, share.quota_mps, self._now_ms())
+        renew_max_s = self._s.rate_sharing_renew_max_s
+        p = sh.plan(
+            share.view, self.worker, want, share.quota_mps, self._now_ms(), renew_max_s=renew_max_s
+        )
         for _attempt in range(3):
             if p.grant_mps < share.grant_mps:
                 share.set_grant(p.grant_mps)  # a decrease applies before its write
@@ -257,10 +260,19 @@ class SharedLimiter(BackgroundService):
                 share.view = await self._table.write(key, p)
             except sh.Refused:
                 share.view = await self._table.read(key)
-                p = sh.plan(share.view, self.worker, want, share.quota_mps, self._now_ms())
+                p = sh.plan(
+                    share.view,
+                    self.worker,
+                    want,
+                    share.quota_mps,
+                    self._now_ms(),
+                    renew_max_s=renew_max_s,
+                )
                 continue
             self._renewed(key, share, p, want, now)
-            follow = sh.correction(p, share.view, want, share.quota_mps, self._now_ms())
+            follow = sh.correction(
+                p, share.view, want, share.quota_mps, self._now_ms(), renew_max_s=renew_max_s
+            )
             if follow is None:
                 return
             p = follow  # others joined since the view: shrink now, not a period later

@@ -115,11 +115,13 @@ def fair_shares(wants: Mapping[str, float], capacity: float) -> dict[str, float]
     return shares
 
 
-def renew_s(live_workers: int, ceiling_mps: float) -> float:
+def renew_s(live_workers: int, ceiling_mps: float, max_s: float = RENEW_MAX_S) -> float:
     """The renewal period: the fleet's writes per second for a key, ``live / period``, stay
-    at ``CALLS_PER_MESSAGE_TARGET`` of the quota, within ``[RENEW_MIN_S, RENEW_MAX_S]``."""
+    at ``CALLS_PER_MESSAGE_TARGET`` of the quota, within ``[RENEW_MIN_S, max_s]`` (the
+    ``rate_sharing_renew_max_s`` setting: a lower cap buys faster joins and hand-backs with
+    more writes)."""
     period = max(1, live_workers) / (CALLS_PER_MESSAGE_TARGET * ceiling_mps)
-    return min(RENEW_MAX_S, max(RENEW_MIN_S, period))
+    return min(max(RENEW_MIN_S, max_s), max(RENEW_MIN_S, period))
 
 
 def lease_s(renew_period_s: float) -> float:
@@ -174,9 +176,10 @@ def plan(
     now_ms: int,
     *,
     max_grant_mps: float | None = None,
+    renew_max_s: float = RENEW_MAX_S,
 ) -> Plan:
     """The next lease of ``me`` from its view ``item``; ``max_grant_mps`` caps the grant
-    (a throttle's local decrease not yet in the item)."""
+    (a throttle's local decrease not yet in the item), ``renew_max_s`` the renewal period."""
     capacity = shared_rate_mps(item, ceiling_mps, now_ms)
     live = live_leases(item, now_ms)
     others = {w: x for w, x in live.items() if w != me}
@@ -197,7 +200,7 @@ def plan(
     # Granted after the write = Granted + delta <= capacity  <=>  Granted <= capacity - delta
     limit = to_milli(capacity) - delta if grows else None
     n_live = len(others) + 1
-    period = renew_s(n_live, ceiling_mps)
+    period = renew_s(n_live, ceiling_mps, renew_max_s)
     next_s = period
     if target < to_milli(fair) * 0.99:
         # Below the fair share for want of free quota: the others shrink at their renewals,
@@ -211,12 +214,18 @@ def plan(
 
 
 def correction(
-    done: Plan, item: ShareItem, want: float, ceiling_mps: float, now_ms: int
+    done: Plan,
+    item: ShareItem,
+    want: float,
+    ceiling_mps: float,
+    now_ms: int,
+    *,
+    renew_max_s: float = RENEW_MAX_S,
 ) -> Plan | None:
     """The write of ``done`` returned ``item`` (the key as it is now): the next plan, if it
     shrinks the grant (workers joined or wanted more since the view ``done`` came from), so
     the shrink is written at once rather than a renewal period later."""
-    follow = plan(item, done.worker, want, ceiling_mps, now_ms)
+    follow = plan(item, done.worker, want, ceiling_mps, now_ms, renew_max_s=renew_max_s)
     return follow if follow.lease.grant_mmps < done.lease.grant_mmps else None
 
 
