@@ -328,6 +328,14 @@ class Settings(BaseSettings):
             return self.reclaim_policy
         return "confirm" if self.events_queue_url else "resend"
 
+    @property
+    def connection_pool_size(self) -> int:
+        """Connections each client may keep: one per message that can be held at once
+        (``max_in_flight`` per queue drained: the send queue's and, when set, the events
+        queue's, whose consumer ``run`` hosts too), one per poller, and ten spare."""
+        queues = 2 if self.events_queue_url else 1
+        return queues * (self.max_in_flight + self.pollers) + 10
+
     def rate_for(self, key: str) -> float:
         """The quota (per second: messages, or an SMS's message parts) of a rate-limit key:
         ``IDENTITY`` (an MMS's) or ``IDENTITY/SMS`` (an SMS's, ``default/SMS`` without an

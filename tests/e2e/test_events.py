@@ -162,7 +162,9 @@ async def test_events_before_the_sent_write_end_as_in_order(
     async with FaultProxy(servers["moto"], service="dynamodb") as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.url)  # the worker's endpoint
         s = make_settings(env, events_queue_url=events_url, lease_s=20, visibility_timeout_s=30)
-        proxy.inject("hold", 6.0, {"UpdateItem"}, containing=b"SentAt")
+        # Only the SENT writer's update sets "SentAt = :now" (an event's proof of the send
+        # writes SentAt = if_not_exists(...), which must go through).
+        proxy.inject("hold", 6.0, {"UpdateItem"}, containing=b"SentAt = :now")
         async with running_worker(s):
             await enqueue(aws.sqs, env.queue_url, [request(7)])
             ids = await wait_for(lambda: _when(sent_message_ids(sandbox), bool), TIMEOUT_S)
@@ -179,6 +181,7 @@ async def test_events_before_the_sent_write_end_as_in_order(
                 TIMEOUT_S,
             )
             assert proxy.faulted["hold"] >= 1  # the SENT write was still held
+            assert proxy.faulted_by_operation == {"UpdateItem": proxy.faulted["hold"]}
             assert before_sent["Status"] == "SENT" and before_sent["MessageId"] == ids["req-7"]
             final = await wait_for(
                 lambda: _when(

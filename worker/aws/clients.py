@@ -57,7 +57,7 @@ async def open_clients(stack: AsyncExitStack, settings: Settings) -> AwsClients:
     session = get_session()
     # botocore reads AWS_DEFAULT_REGION and the profile but not AWS_REGION (which other SDKs,
     # ECS and Lambda use); the settings take it, so both work.
-    pool = settings.max_in_flight + settings.pollers + 10
+    pool = settings.connection_pool_size
     common: dict[str, Any] = {
         "connect_timeout": settings.connect_timeout_s,
         "max_pool_connections": pool,

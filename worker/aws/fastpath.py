@@ -164,7 +164,7 @@ async def open_fast_path(
         return FastPath(sqs=clients.sqs, dynamodb=clients.dynamodb, sms=clients.sms)
     credentials = await clients.session.get_credentials()
     ssl_context = _ssl_context(clients.session)
-    pool = settings.max_in_flight + settings.pollers + 10
+    pool = settings.connection_pool_size
 
     async def json_client_for(
         client: Any, adapter: type[_Adapter], read_timeout_s: float, max_attempts: int

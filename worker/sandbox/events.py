@@ -12,6 +12,7 @@ is still waiting, delay or not.
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import itertools
 import random
@@ -203,14 +204,18 @@ class EventPublisher(BackgroundService):
         for queue_url, items in by_queue.items():
             await self._batches.acquire()  # bounds the rounds in flight
             self._in_flight_events += len(items)
-            self.spawn(self._send_in_order(queue_url, items))
+            task = self.spawn(self._send_in_order(queue_url, items))
+            # However the task ends (cancelled before it ran, at the drain's deadline,
+            # included): its slot comes back and its events stop counting as in flight.
+            task.add_done_callback(functools.partial(self._round_done, len(items)))
+
+    def _round_done(self, events: int, _task: asyncio.Task[None]) -> None:
+        self._in_flight_events -= events
+        self._batches.release()
 
     async def _send_in_order(self, queue_url: str, items: list[_Due]) -> None:
-        try:
-            for start in range(0, len(items), SQS_MAX_BATCH):
-                await self._send(queue_url, items[start : start + SQS_MAX_BATCH])
-        finally:
-            self._batches.release()
+        for start in range(0, len(items), SQS_MAX_BATCH):
+            await self._send(queue_url, items[start : start + SQS_MAX_BATCH])
 
     async def _client(self, queue_url: str) -> Any:
         async with self._client_lock:  # one client, however many rounds start at once
@@ -227,50 +232,47 @@ class EventPublisher(BackgroundService):
         return self._sqs
 
     async def _send(self, queue_url: str, items: list[_Due]) -> None:
+        region, account = queue_region(queue_url), queue_account(queue_url)
+        now = self._wall()
+        entries = [
+            {
+                "Id": str(i),
+                "MessageBody": envelope(
+                    item.event, item.kind, region=region, account=account, now=now
+                ),
+            }
+            for i, item in enumerate(items)
+        ]
         try:
-            region, account = queue_region(queue_url), queue_account(queue_url)
-            now = self._wall()
-            entries = [
-                {
-                    "Id": str(i),
-                    "MessageBody": envelope(
-                        item.event, item.kind, region=region, account=account, now=now
-                    ),
-                }
-                for i, item in enumerate(items)
-            ]
-            try:
-                sqs = await self._client(queue_url)
-                answer = await sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-            except Exception as exc:
-                self.stats.failed += len(items)
-                log.error(
-                    "sandbox_events_publish_failed",
-                    queue_url=queue_url,
-                    events=len(items),
-                    error=f"{type(exc).__name__}: {exc}",
-                    hint="check events_queue_url, and the SQS endpoint and credentials "
-                    "(AWS_ENDPOINT_URL_SQS, AWS_ACCESS_KEY_ID...) of the sandbox's environment",
-                )
-                return
-            self.stats.batches += 1
-            failed = answer.get("Failed") or []
-            sent = {int(s["Id"]) for s in answer.get("Successful") or []}
-            by_type = self.stats.by_type
-            for i in sent:
-                event_type = str(items[i].event.get("eventType"))
-                by_type[event_type] = by_type.get(event_type, 0) + 1
-            self.stats.published += len(sent)
-            if failed:
-                self.stats.failed += len(failed)
-                log.error(
-                    "sandbox_events_publish_refused",
-                    queue_url=queue_url,
-                    events=len(failed),
-                    codes=sorted({str(f.get("Code")) for f in failed}),
-                )
-        finally:
-            self._in_flight_events -= len(items)
+            sqs = await self._client(queue_url)
+            answer = await sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+        except Exception as exc:
+            self.stats.failed += len(items)
+            log.error(
+                "sandbox_events_publish_failed",
+                queue_url=queue_url,
+                events=len(items),
+                error=f"{type(exc).__name__}: {exc}",
+                hint="check events_queue_url, and the SQS endpoint and credentials "
+                "(AWS_ENDPOINT_URL_SQS, AWS_ACCESS_KEY_ID...) of the sandbox's environment",
+            )
+            return
+        self.stats.batches += 1
+        failed = answer.get("Failed") or []
+        sent = {int(s["Id"]) for s in answer.get("Successful") or []}
+        by_type = self.stats.by_type
+        for i in sent:
+            event_type = str(items[i].event.get("eventType"))
+            by_type[event_type] = by_type.get(event_type, 0) + 1
+        self.stats.published += len(sent)
+        if failed:
+            self.stats.failed += len(failed)
+            log.error(
+                "sandbox_events_publish_refused",
+                queue_url=queue_url,
+                events=len(failed),
+                codes=sorted({str(f.get("Code")) for f in failed}),
+            )
 
     async def _drain(self) -> None:
         """Publish everything still waiting (delay or not), then close the SQS client."""

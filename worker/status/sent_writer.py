@@ -89,9 +89,11 @@ class SentWriter(BackgroundService):
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
-            if task.cancelled() and self._abandoned.is_set():
+            current = asyncio.current_task()
+            caller_cancelled = current is not None and current.cancelling() > 0
+            if task.cancelled() and self._abandoned.is_set() and not caller_cancelled:
                 raise SentAbandoned(f"SENT record held, not written: {self._error}") from None
-            raise
+            raise  # the caller's own cancellation: the write goes on (shielded)
 
     def abandon(self) -> None:
         """Give up on every record still held (the shutdown's hard deadline), a call in flight

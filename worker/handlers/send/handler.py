@@ -30,7 +30,7 @@ KEEP_RETRY_MAX_S = 5.0  # on the last receive, a hand-back is retried in the tas
 #: At most this share of max_in_flight is kept for a paused channel on its last receive; the
 #: rest is recorded FAILED/RETRIES_EXHAUSTED (CHANNEL_PAUSED) and dead-lettered, replayable with
 #: `sms-worker dlq replay`, so a long spend-limit pause cannot take every slot from the other
-#: channel and the events queue.
+#: channel.
 KEEP_PAUSED_SHARE = 0.25
 _WAITS_FOR = {"store_unavailable": DYNAMODB, "sms_unavailable": SMS}
 
