@@ -42,6 +42,11 @@ class SimWorker:
             self.tat_ms = min(self.tat_ms, t + 1000 / rate_mps)
         self.rate_mps = rate_mps
 
+    def submit(self, p: sh.Plan, t: int, rng: random.Random) -> None:
+        """Write ``p`` (it lands after a random latency); a decrease applies before it."""
+        self.pace(min(self.rate_mps, p.grant_mps), t)
+        self.pending = (t + rng.randint(5, 150), p)
+
     def alive(self, t: int) -> bool:
         return t >= self.join_ms and (self.leave_ms is None or t < self.leave_ms)
 
@@ -72,9 +77,11 @@ def simulate(
                     # As the executor: read the item again and plan anew with the same want
                     # (what the worker used since its last renewal, not since this refusal).
                     w.view = item
-                    p = sh.plan(item, w.name, w.wanted_mps, quota, now_ms, renew_max_s=renew_max_s)
-                    w.pace(min(w.rate_mps, p.grant_mps), t)
-                    w.pending = (t + rng.randint(5, 150), p)
+                    w.submit(
+                        sh.plan(item, w.name, w.wanted_mps, quota, now_ms, renew_max_s=renew_max_s),
+                        t,
+                        rng,
+                    )
                     continue
                 else:
                     w.view = item
@@ -83,8 +90,7 @@ def simulate(
                         p, item, w.wanted_mps, quota, now_ms, renew_max_s=renew_max_s
                     )
                     if follow is not None:  # the executor writes the shrink at once
-                        w.pace(follow.grant_mps, t)
-                        w.pending = (t + rng.randint(5, 150), follow)
+                        w.submit(follow, t, rng)
                         continue
                     w.next_renew_ms = t + int(p.next_renew_s * 1000)
             if w.pending is None and t >= w.next_renew_ms:
@@ -93,9 +99,9 @@ def simulate(
                 if t == w.join_ms:
                     want = quota if w.demand_mps is None else w.demand_mps
                 w.wanted_mps = want
-                p = sh.plan(w.view, w.name, want, quota, now_ms, renew_max_s=renew_max_s)
-                w.pace(min(w.rate_mps, p.grant_mps), t)  # a decrease applies before its write
-                w.pending = (t + rng.randint(5, 150), p)
+                w.submit(
+                    sh.plan(w.view, w.name, want, quota, now_ms, renew_max_s=renew_max_s), t, rng
+                )
                 w.sent_since_renew, w.waited, w.last_renew_ms = 0, False, t
             # sending: paced at the local rate (GCRA on the monotonic = true clock)
             has_work = w.demand_mps is None or t >= w.demand_tat_ms

@@ -250,9 +250,13 @@ class SharedLimiter(BackgroundService):
             share.view = await self._table.ensure(key)
             want = share.quota_mps  # first use: demand unknown, ask for an equal part
         renew_max_s = self._s.rate_sharing_renew_max_s
-        p = sh.plan(
-            share.view, self.worker, want, share.quota_mps, self._now_ms(), renew_max_s=renew_max_s
-        )
+
+        def plan(view: sh.ShareItem) -> sh.Plan:
+            return sh.plan(
+                view, self.worker, want, share.quota_mps, self._now_ms(), renew_max_s=renew_max_s
+            )
+
+        p = plan(share.view)
         for _attempt in range(3):
             if p.grant_mps < share.grant_mps:
                 share.set_grant(p.grant_mps)  # a decrease applies before its write
@@ -260,14 +264,7 @@ class SharedLimiter(BackgroundService):
                 share.view = await self._table.write(key, p)
             except sh.Refused:
                 share.view = await self._table.read(key)
-                p = sh.plan(
-                    share.view,
-                    self.worker,
-                    want,
-                    share.quota_mps,
-                    self._now_ms(),
-                    renew_max_s=renew_max_s,
-                )
+                p = plan(share.view)
                 continue
             self._renewed(key, share, p, want, now)
             follow = sh.correction(

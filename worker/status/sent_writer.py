@@ -59,13 +59,14 @@ class SentWriter(BackgroundService):
         self._health = health or DependencyHealth()
         self._abandoned = asyncio.Event()
         self._close_grace_s = 5.0
-        self._held: set[str] = set()  # request ids whose write failed at least once
         self._error = "none"  # the last write's error, for the abandon's log and exception
         self._logged_held_at = -LOG_HELD_EVERY_S
 
     async def write(self, claim: Claim, info: RecordFields, message_id: str, calls: int) -> None:
         """Return once the SENT record is durable; raises ``SentAbandoned`` only if the
         shutdown's hard deadline came first."""
+        if self._abandoned.is_set():
+            raise SentAbandoned("SENT record not written: the shutdown's hard deadline passed")
         now = now_iso()
         values = {
             ":sent": Status.SENT,
@@ -82,10 +83,8 @@ class SentWriter(BackgroundService):
             "ExpressionAttributeNames": {"#Status": "Status"},
             "ExpressionAttributeValues": {k: encode_value(v) for k, v in values.items()},
         }
-        if self._abandoned.is_set():
-            raise SentAbandoned("SENT record not written: the shutdown's hard deadline passed")
         # A task of its own: cancelling the caller leaves the write going (shielded).
-        task = self.spawn(self._hold(claim.request_id, update), name="sent-write")
+        task = self.spawn(self._hold(update), name="sent-write")
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -128,44 +127,40 @@ class SentWriter(BackgroundService):
             self.abandon()
         await super()._drain()
 
-    async def _hold(self, request_id: str, update: dict[str, Any]) -> None:
+    async def _hold(self, update: dict[str, Any]) -> None:
         started = time.monotonic()
         attempt = 0
-        try:
-            while True:
-                attempt += 1
-                try:
-                    await self._client.update_item(**update)
-                except Exception as exc:  # the client already retried the call itself
-                    error = self._error = describe(exc)
-                    self._health.count(DYNAMODB, "record_sent", error)
-                    if is_unavailable(exc):
-                        self._health.failed(DYNAMODB, error)
-                else:
-                    self._health.ok(DYNAMODB)
-                    if attempt > 1:
-                        log.info(
-                            "sent_write_recovered",
-                            attempts=attempt,
-                            held_ms=round((time.monotonic() - started) * 1000),
-                            still_held=len(self._held) - 1,
-                        )
-                    return
-                self._held.add(request_id)
-                self._log_held(attempt, error, started)
-                await asyncio.sleep(compute_backoff_s(attempt, BACKOFF_BASE_S, BACKOFF_MAX_S))
-        finally:
-            self._held.discard(request_id)
+        while True:
+            attempt += 1
+            try:
+                await self._client.update_item(**update)
+            except Exception as exc:  # the client already retried the call itself
+                error = self._error = describe(exc)
+                self._health.count(DYNAMODB, "record_sent", error)
+                if is_unavailable(exc):
+                    self._health.failed(DYNAMODB, error)
+            else:
+                self._health.ok(DYNAMODB)
+                if attempt > 1:
+                    log.info(
+                        "sent_write_recovered",
+                        attempts=attempt,
+                        held_ms=round((time.monotonic() - started) * 1000),
+                        still_in_flight=self.in_flight - 1,
+                    )
+                return
+            self._log_held(attempt, error, started)
+            await asyncio.sleep(compute_backoff_s(attempt, BACKOFF_BASE_S, BACKOFF_MAX_S))
 
     def _log_held(self, attempt: int, error: str, started: float) -> None:
-        """One line for all the records held, at most every ``LOG_HELD_EVERY_S``."""
+        """One line for all the records in flight, at most every ``LOG_HELD_EVERY_S``."""
         now = time.monotonic()
         if now - self._logged_held_at < LOG_HELD_EVERY_S:
             return
         self._logged_held_at = now
         log.warning(
             "sent_write_held",
-            held=len(self._held),
+            in_flight=self.in_flight,
             attempt=attempt,
             error=error,
             held_ms=round((now - started) * 1000),
