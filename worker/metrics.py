@@ -29,7 +29,9 @@ class Histogram:
 @dataclass
 class Metrics:
     received: int = 0
+    receive_calls: int = 0  # ReceiveMessage calls answered (received / this: the batching)
     deleted: int = 0
+    ack_calls: int = 0  # DeleteMessageBatch and ChangeMessageVisibilityBatch calls answered
     released: int = 0
     sent: int = 0
     duplicates: int = 0
@@ -61,6 +63,7 @@ class Metrics:
     def snapshot(self) -> dict[str, object]:
         return {
             "received": self.received,
+            "receive_calls": self.receive_calls,
             "sent": self.sent,
             "failed": sum(self.failed.values()),
             "retrying": sum(self.retrying.values()),
@@ -70,6 +73,7 @@ class Metrics:
             "send_calls": self.send_calls,
             "throttled": self.throttled,
             "deleted": self.deleted,
+            "ack_calls": self.ack_calls,
             "released": self.released,
             "in_flight": self.in_flight,
             "events": sum(self.events.values()),

@@ -185,16 +185,23 @@ class Settings(BaseSettings):
         5.0, gt=0, description="After the grace: most time to write statuses and flush acks."
     )
     receive_linger_ms: int = Field(
-        250,
+        5_000,
         ge=0,
-        le=1_000,
+        le=20_000,
         description=(
-            "While other messages are held, how long a poller waits for more free slots "
-            "before receiving, so receives come in batches (0: receive at once)."
+            "While other messages are held and fewer than a batch of slots are free, how "
+            "long a poller waits for a batch before receiving, so receives come ten at a time "
+            "(0: receive at once). It waits only while at least half of its slots are busy."
         ),
     )
     ack_flush_ms: int = Field(
-        250, ge=1, le=5_000, description="Longest a delete or visibility change waits to batch."
+        3_000,
+        ge=1,
+        le=10_000,
+        description=(
+            "Longest a delete or visibility change waits to batch (ten go at once); a worker "
+            "killed meanwhile leaves its messages to come back as duplicates, skipped."
+        ),
     )
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
         "auto",
@@ -216,11 +223,12 @@ class Settings(BaseSettings):
         ),
     )
     campaign_counters_flush_s: float = Field(
-        1.0,
+        5.0,
         ge=0,
         description=(
             "Period of the per-campaign counter writes (one UpdateItem per campaign per "
-            "period; 0 disables the counters)."
+            "period by every worker: the fleet's writes grow with its size, not its rate; "
+            "0 disables the counters)."
         ),
     )
     record_ttl_days: int = Field(30, ge=1, description="Status records expire after this.")
@@ -327,6 +335,12 @@ class Settings(BaseSettings):
         if self.reclaim_policy is not None:
             return self.reclaim_policy
         return "confirm" if self.events_queue_url else "resend"
+
+    @property
+    def receive_batch_target(self) -> int:
+        """The batch a busy poller waits for (``receive_linger_ms``): ten, or half of its
+        part of ``max_in_flight`` if that is less, so the other half stays at work."""
+        return max(1, min(10, self.max_in_flight // (2 * self.pollers)))
 
     @property
     def connection_pool_size(self) -> int:

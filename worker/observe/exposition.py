@@ -42,6 +42,12 @@ _COUNTERS = (
     ("sms_worker_throttled", "Calls answered ThrottlingException.", "throttled"),
     ("sms_worker_messages_received", "SQS messages received.", "received"),
     ("sms_worker_messages_deleted", "SQS messages deleted.", "deleted"),
+    ("sms_worker_receive_calls", "ReceiveMessage calls answered.", "receive_calls"),
+    (
+        "sms_worker_ack_calls",
+        "DeleteMessageBatch and ChangeMessageVisibilityBatch calls answered.",
+        "ack_calls",
+    ),
     (
         "sms_worker_messages_released",
         "SQS visibility changes made (hand-backs, delays, extensions).",

@@ -109,6 +109,7 @@ class AckBatcher(LingerBatcher[_Ack]):
                 await asyncio.sleep(compute_backoff_s(attempt, BACKOFF_BASE_S, BACKOFF_MAX_S))
                 continue
             self._health.ok(SQS)
+            self._metrics.ack_calls += 1
             ok = len(response.get("Successful") or [])
             if is_delete:
                 self._metrics.deleted += ok

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from typing import Any
 
 from worker.aws.errors import describe
@@ -27,7 +28,6 @@ from worker.sending.cooldown import Cooldown
 log = get_logger(__name__)
 
 MAX_BATCH = 10
-LINGER_STEP_S = 0.025
 PROBE_INTERVAL_S = 5.0
 PAUSE_WHILE_FAILING = (DYNAMODB, SMS)
 # SentTimestamp: the age of the oldest message held, sampled by worker.observe.queues.
@@ -50,6 +50,7 @@ class Consumer:
         health: DependencyHealth | None = None,
         busy: Callable[[], bool] = lambda: False,
         batch_linger_s: float = 0.05,
+        batch_target: int = MAX_BATCH,
         system_attributes: Sequence[str] = (),
         message_attributes: Sequence[str] = (),
     ) -> None:
@@ -71,24 +72,39 @@ class Consumer:
         self._health = health or DependencyHealth()
         self._busy = busy
         self._batch_linger_s = batch_linger_s
+        self._batch_target = max(1, min(MAX_BATCH, batch_target))
+        self._taking = asyncio.Lock()
 
     async def _take_slots(self, most: int = MAX_BATCH) -> int:
-        """Wait for a free slot, then take every free one up to 10. When the worker is busy
-        (other messages held, so it has work in hand), wait up to ``batch_linger_s`` for ten
-        slots: otherwise a steady trickle of completions becomes one ReceiveMessage per
-        message. An idle worker receives at once."""
-        await self._slots.acquire()
-        taken = await self._grab(1, most)
-        if self._busy() and self._batch_linger_s > 0:
-            deadline = asyncio.get_running_loop().time() + self._batch_linger_s
-            while taken < most and asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(LINGER_STEP_S)
+        """Wait for a free slot, then take every free one up to ``most``. When the worker is
+        busy (other messages held, so it has work in hand), wait up to ``batch_linger_s``
+        for ``batch_target`` slots: otherwise a steady trickle of completions becomes one
+        ReceiveMessage per message, and a worker paced at a small share of its identity's
+        quota receives (and deletes) a message at a time. The target leaves at least half of
+        a poller's part of the slots busy, so lingering never idles the worker; an idle
+        worker receives at once. The pollers take their slots one at a time (the lock), so
+        two lingering pollers do not split the slots that free."""
+        async with self._taking:
+            await self._slots.acquire()
+            taken = 1
+            try:
                 taken = await self._grab(taken, most)
-        return taken
+                target = min(most, self._batch_target)
+                if taken < target and self._busy() and self._batch_linger_s > 0:
+                    with suppress(TimeoutError):
+                        async with asyncio.timeout(self._batch_linger_s):
+                            while taken < target:
+                                await self._slots.acquire()
+                                taken = await self._grab(taken + 1, most)
+            except BaseException:
+                self._release_slots(taken)
+                raise
+            return taken
 
     async def _grab(self, taken: int, most: int) -> int:
+        """Take the slots free right now (each ``acquire`` returns without waiting)."""
         while taken < most and not self._slots.locked():
-            await self._slots.acquire()  # free right now: returns without waiting
+            await self._slots.acquire()
             taken += 1
         return taken
 
@@ -151,6 +167,7 @@ class Consumer:
             messages = [QueueMessage.from_sqs(raw) for raw in response.get("Messages") or []]
             self._release_slots(taken - len(messages))
             self._metrics.received += len(messages)
+            self._metrics.receive_calls += 1
             for message in messages:
                 # Even one that arrives after shutdown began goes to its handler: it hands
                 # it straight back, minding the receive count (see Holding.hand_back).

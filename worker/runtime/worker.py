@@ -182,6 +182,7 @@ class Worker:
                 metrics=self.metrics,
                 busy=lambda: len(self._tasks) > 0,
                 batch_linger_s=s.receive_linger_ms / 1000,
+                batch_target=s.receive_batch_target,
                 system_attributes=tracing.system_attributes
                 + (SAMPLED_ATTRIBUTES if s.metrics_port else ()),
                 message_attributes=tracing.message_attributes,

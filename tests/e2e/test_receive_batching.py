@@ -1,0 +1,39 @@
+"""A worker paced well below what it could send (a small share of a quota) still receives and
+deletes about ten messages per SQS call: while it has work in hand a poller waits for a batch
+of free slots (``receive_linger_ms``), and deletes wait (``ack_flush_ms``) for ten.
+
+Counts, not timings: the calls the worker made, from its own counters (each an answered
+ReceiveMessage or DeleteMessageBatch against moto)."""
+
+from __future__ import annotations
+
+from support import Aws, Env, Sandbox, enqueue, make_settings, request, running_worker, wait_for
+
+
+async def _sent(sandbox: Sandbox, n: int) -> bool:
+    return len(await sandbox.sends()) >= n
+
+
+async def test_a_paced_worker_receives_and_deletes_in_batches(
+    aws: Aws, env: Env, sandbox: Sandbox
+) -> None:
+    n = 60
+    # 10 MPS and 20 held: the slots free one at a time, a tenth of a second apart; the old
+    # 250-ms linger made that 2-3 messages per receive and per delete batch.
+    settings = make_settings(
+        env,
+        rate_limits="default=10",
+        max_in_flight=20,
+        pollers=1,
+        receive_linger_ms=5_000,
+        ack_flush_ms=3_000,
+    )
+    assert settings.receive_batch_target == 10
+    await enqueue(aws.sqs, env.queue_url, [request(i) for i in range(n)])
+    async with running_worker(settings) as worker:
+        await wait_for(lambda: _sent(sandbox, n), timeout_s=60)
+    m = worker.metrics
+    assert m.received == m.deleted == n
+    # Every receive but the empty long polls at the end (one a second) carries ten.
+    assert m.received / m.receive_calls >= 5, (m.received, m.receive_calls)
+    assert m.deleted / m.ack_calls >= 5, (m.deleted, m.ack_calls)
