@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import dataclasses
 import json
 import os
@@ -31,6 +32,7 @@ from bench.servers import Servers, proc_stats
 from worker.resources import ensure_resources
 
 IDENTITIES = ("+18005550100", "pool-bench")
+MAX_IN_FLIGHT = 64  # each worker's SMS_WORKER_MAX_IN_FLIGHT
 LATENCY = ("--latency-ms", "50", "--latency-jitter-ms", "20", "--seed", "1")
 
 
@@ -47,6 +49,8 @@ class Scenario:
     rate_sharing: str = "dynamodb"  # SMS_WORKER_RATE_SHARING of the workers
     mixed: bool = False  # SMS (1..10 parts, GSM and Unicode) and MMS in turn; quota in parts
     events: bool = False  # the sandbox emits delivery events; the worker drains them too
+    churn: bool = False  # workers join and leave mid-campaign (see CHURN)
+    prefill: bool = False  # queue the backlog before the contender starts
 
 
 @dataclass
@@ -70,6 +74,12 @@ class Row:
     events_applied: int | None = None  # delivery events the worker handled (events scenarios)
     events_drain_s: float | None = None  # until the events queue was empty too
     cpu_s: float | None = None
+    msgs_per_receive: float | None = None  # the workers' messages per ReceiveMessage
+    msgs_per_ack: float | None = None  # and per DeleteMessageBatch/ChangeMessageVisibilityBatch
+    # churn: per change, seconds until the fleet sent at >= 0.9 of the quota again (and the
+    # most sends in any 1-s window, against quota + the sandbox's 1-s burst)
+    regain_s: dict[str, float | None] | None = None
+    max_1s_sends: int | None = None
 
 
 def request(n: int, identity: str) -> str:
@@ -130,7 +140,7 @@ def worker_env(scenario: Scenario, queue_url: str, table: str) -> dict[str, str]
         "SMS_WORKER_QUEUE_URL": queue_url,
         "SMS_WORKER_TABLE": table,
         "SMS_WORKER_RATE_LIMITS": f"default={rate}",
-        "SMS_WORKER_MAX_IN_FLIGHT": "64",
+        "SMS_WORKER_MAX_IN_FLIGHT": str(MAX_IN_FLIGHT),
         "SMS_WORKER_LOG_FORMAT": "json",
         "SMS_WORKER_PROGRESS_INTERVAL_S": "0",
         "SMS_WORKER_METRICS_PORT": "0",
@@ -163,11 +173,15 @@ async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row
                 "SMS_WORKER_EVENTS_QUEUE_URL": events_url,
                 "SMS_WORKER_DEFAULT_CONFIGURATION_SET": "bench-events",
             }
-        procs = []
-        log_paths = [logs / f"{scenario.name}-{kind}-{i}.log" for i in range(scenario.workers)]
-        offsets = [path.stat().st_size if path.exists() else 0 for path in log_paths]
-        for i in range(scenario.workers):
-            log = log_paths[i].open("ab")
+        procs: list[asyncio.subprocess.Process] = []
+        log_paths: list[Path] = []
+        offsets: list[int] = []
+
+        async def spawn() -> asyncio.subprocess.Process:
+            path = logs / f"{scenario.name}-{kind}-{len(procs)}.log"
+            log_paths.append(path)
+            offsets.append(path.stat().st_size if path.exists() else 0)
+            log = path.open("ab")
             stack.callback(log.close)
             proc = await asyncio.create_subprocess_exec(
                 *contender_argv(kind, res.queue_url, res.table),
@@ -177,15 +191,36 @@ async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row
             )
             procs.append(proc)
             stack.push_async_callback(_reap, proc)
+            return proc
+
+        prefilled = 0
+        if scenario.prefill:
+            # moto takes SendMessageBatch at about 25 messages a second: barely above the
+            # quota, so a fleet that holds 64 each would wait for the queue all run long.
+            prefilled = await prefill(scenario, sqs, res.queue_url)
+        for _ in range(scenario.workers):
+            await spawn()
         startup_cpu_s = sum([await settled_cpu(p.pid) for p in procs])
         started = time.monotonic()
-        drain_s = await drive(scenario, sqs, res.queue_url, http, servers.sandbox_url, started)
+        changes: dict[str, float] = {}
+        churning = None
+        if scenario.churn:
+            churning = asyncio.create_task(
+                churn(scenario, procs, spawn, http, servers.sandbox_url, changes)
+            )
+        drain_s = await drive(
+            scenario, sqs, res.queue_url, http, servers.sandbox_url, started, fed=prefilled
+        )
+        if churning is not None:
+            await churning
         events_drain_s = None
         if events_url is not None:
             await drained(sqs, events_url)
             events_drain_s = time.monotonic() - started
         cpu_s, rss_mb = -startup_cpu_s, 0.0
         for proc in procs:
+            if proc.returncode is not None:
+                continue  # churn: the killed and the stopped ones (their CPU is not counted)
             stats = proc_stats(proc.pid)
             cpu_s += stats.cpu_s
             rss_mb = max(rss_mb, stats.peak_rss_mb)
@@ -201,15 +236,92 @@ async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row
             stats = await r.json()
         sends = await all_sends(http, servers.sandbox_url)
     row = summarise(scenario, kind, drain_s, stats, sends, cpu_s, rss_mb, servers_cpu)
-    if kind == "worker" and scenario.rate_sharing == "dynamodb":
+    profiling = bool(os.environ.get("BENCH_PROFILE_DIR"))  # py-spy's SIGINT cuts the last log
+    if scenario.churn:
+        row.regain_s = regain_times(sends, changes, scenario.mps or 0.0)
+        row.max_1s_sends = max_in_window([s["received_at"] for s in sends if not s["dry_run"]])
+    elif kind == "worker" and scenario.rate_sharing == "dynamodb" and not profiling:
         writes = sum(limiter_writes(path, at) for path, at in zip(log_paths, offsets, strict=True))
         real = row.requests + row.duplicates
         row = dataclasses.replace(row, limiter_calls_per_msg=round(writes / max(real, 1), 4))
+    if kind == "worker" and not profiling and not scenario.churn:
+        totals = [shutdown_counts(path, at) for path, at in zip(log_paths, offsets, strict=True)]
+        received, deleted = sum(t["received"] for t in totals), sum(t["deleted"] for t in totals)
+        receives = sum(t.get("receive_calls", 0) for t in totals)
+        acks = sum(t.get("ack_calls", 0) for t in totals)
+        row.msgs_per_receive = round(received / receives, 2) if receives else None
+        row.msgs_per_ack = round(deleted / acks, 2) if acks else None
     if scenario.events:
         row.events_applied = events_handled(logs / f"{scenario.name}-{kind}-0.log")
         row.events_drain_s = round(events_drain_s or 0.0, 1)
     row.cpu_s = round(cpu_s, 3)
     return row
+
+
+#: The churn row's changes: at these fractions of the campaign accepted, what happens.
+CHURN = ((0.2, "join 2"), (0.45, "SIGKILL 1"), (0.7, "SIGTERM 1"))
+
+
+async def churn(
+    scenario: Scenario,
+    procs: list[asyncio.subprocess.Process],
+    spawn: Any,
+    http: aiohttp.ClientSession,
+    sandbox_url: str,
+    changes: dict[str, float],
+) -> None:
+    """Start two workers, kill one, stop another as the campaign goes (``changes``: when, on
+    the wall clock the sandbox stamps its sends with)."""
+    for fraction, change in CHURN:
+        while True:
+            async with http.get(f"{sandbox_url}/_sandbox/stats") as r:
+                if (await r.json())["accepted"] >= fraction * scenario.requests:
+                    break
+            await asyncio.sleep(0.1)
+        changes[change] = time.time()
+        if change.startswith("join"):
+            for _ in range(2):
+                await spawn()
+        elif change.startswith("SIGKILL"):
+            procs[0].kill()
+        else:
+            procs[1].terminate()
+        print(f"    {scenario.name}: {change}", flush=True)
+
+
+def regain_times(
+    sends: list[dict[str, Any]], changes: dict[str, float], quota: float
+) -> dict[str, float | None]:
+    """Per change: seconds from it to the first 1-s window (stepping 0.1 s) with at least 0.9
+    of the quota sent, from which the next two windows also have it (``None``: not before
+    the next change or the end)."""
+    times = sorted(s["received_at"] for s in sends if not s["dry_run"])
+    ordered = sorted(changes.items(), key=lambda kv: kv[1])
+    out: dict[str, float | None] = {}
+
+    def sent(t: float) -> int:
+        return bisect.bisect_left(times, t + 1.0) - bisect.bisect_left(times, t)
+
+    for i, (change, at) in enumerate(ordered):
+        end = ordered[i + 1][1] if i + 1 < len(ordered) else times[-1] - 3.0
+        out[change] = None
+        t = at
+        while t < end:
+            if all(sent(t + k) >= 0.9 * quota for k in range(3)):
+                out[change] = round(t - at, 1)
+                break
+            t += 0.1
+    return out
+
+
+def max_in_window(times: list[float], window_s: float = 1.0) -> int:
+    times = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while times[lo] <= t - window_s:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
 
 
 def limiter_writes(path: Path, offset: int) -> int:
@@ -222,6 +334,17 @@ def limiter_writes(path: Path, offset: int) -> int:
         if '"rate_sharing_finished"' in line:
             return int(json.loads(line)["writes"])
     raise RuntimeError(f"{path}: no rate_sharing_finished event; did the worker stop cleanly?")
+
+
+def shutdown_counts(path: Path, offset: int) -> dict[str, int]:
+    """A worker's final counters, from its ``shutdown_finished`` log event (this run's part)."""
+    with path.open("rb") as log:
+        log.seek(offset)
+        lines = log.read().decode(errors="replace").splitlines()
+    for line in reversed(lines):
+        if '"shutdown_finished"' in line:
+            return {k: v for k, v in json.loads(line).items() if isinstance(v, int)}
+    raise RuntimeError(f"{path}: no shutdown_finished event; did the worker stop cleanly?")
 
 
 async def drained(sqs: Any, queue_url: str, timeout_s: float = 120.0) -> None:
@@ -279,6 +402,33 @@ async def settled_cpu(pid: int, timeout_s: float = 20.0) -> float:
     return last
 
 
+async def feed_chunk(scenario: Scenario, sqs: Any, queue_url: str, fed: int) -> int:
+    """Queue the next (up to) ten requests; returns how many are queued now."""
+    make = mixed_request if scenario.mixed else request
+
+    def pick(n: int) -> int:  # mixed: SMS and MMS in turn, each from every identity
+        return n // 2 if scenario.mixed else n
+
+    chunk = range(fed, min(fed + 10, scenario.requests))
+    ids = scenario.identities
+    await sqs.send_message_batch(
+        QueueUrl=queue_url,
+        Entries=[
+            {"Id": str(n - fed), "MessageBody": make(n, ids[pick(n) % len(ids)])} for n in chunk
+        ],
+    )
+    return fed + len(chunk)
+
+
+async def prefill(scenario: Scenario, sqs: Any, queue_url: str) -> int:
+    """Queue ``backlog`` requests before the contender starts; returns how many."""
+    fed = 0
+    while fed < min(scenario.backlog, scenario.requests):
+        fed = await feed_chunk(scenario, sqs, queue_url, fed)
+    print(f"    {scenario.name}: {fed} queued before the start", flush=True)
+    return fed
+
+
 async def drive(
     scenario: Scenario,
     sqs: Any,
@@ -286,13 +436,12 @@ async def drive(
     http: aiohttp.ClientSession,
     sandbox_url: str,
     started: float,
+    *,
+    fed: int = 0,
 ) -> float:
-    """Feed the queue, keeping ``backlog`` requests ahead; return when all are consumed."""
-    fed = accepted = 0
-    make = mixed_request if scenario.mixed else request
-
-    def pick(n: int) -> int:  # mixed: SMS and MMS in turn, each from every identity
-        return n // 2 if scenario.mixed else n
+    """Feed the queue (``fed`` already in it), keeping ``backlog`` requests ahead; return
+    when all are consumed."""
+    accepted = 0
 
     last_print = last_progress = time.monotonic()
     last_accepted = -1
@@ -304,16 +453,7 @@ async def drive(
         if scenario.duration_s is not None and now - started >= scenario.duration_s:
             return now - started
         while fed < scenario.requests and fed - accepted < scenario.backlog:
-            chunk = range(fed, min(fed + 10, scenario.requests))
-            ids = scenario.identities
-            await sqs.send_message_batch(
-                QueueUrl=queue_url,
-                Entries=[
-                    {"Id": str(n - fed), "MessageBody": make(n, ids[pick(n) % len(ids)])}
-                    for n in chunk
-                ],
-            )
-            fed += len(chunk)
+            fed = await feed_chunk(scenario, sqs, queue_url, fed)
         if accepted != last_accepted:
             last_accepted, last_progress = accepted, now
         if now - last_print >= 5:
@@ -419,6 +559,10 @@ def scenarios(quick: bool) -> list[Scenario]:
             workers=3,
             rate_sharing="none",
         ),
+        # The queue starts and stays 100 deep beyond what the workers hold (64 each), as a
+        # campaign's deep queue would: with 100 ahead in all, six workers' twelve pollers
+        # would share a near-empty queue and receive a message or two per call, an artifact
+        # of the harness (and of moto, whose SendMessageBatch barely outpaces the quota).
         *(
             Scenario(
                 f"scale-out-shared-x{workers}",
@@ -427,8 +571,22 @@ def scenarios(quick: bool) -> list[Scenario]:
                 identities=(IDENTITIES[1],),
                 contenders=("worker",),
                 workers=workers,
+                backlog=100 + workers * MAX_IN_FLIGHT,
+                prefill=True,
             )
             for workers in (1, 3, 6)
+        ),
+        # Workers join and leave mid-campaign (CHURN): how soon the quota is used again.
+        Scenario(
+            "scale-out-churn",
+            n,
+            mps=20.0,
+            identities=(IDENTITIES[1],),
+            contenders=("worker",),
+            workers=2,
+            backlog=100 + 4 * MAX_IN_FLIGHT,
+            churn=True,
+            prefill=True,
         ),
         Scenario(
             "mixed-sms-mms",
@@ -463,20 +621,24 @@ def scenarios(quick: bool) -> list[Scenario]:
 def table(rows: list[Row]) -> str:
     head = (
         "| scenario | contender | requests | drain s | sends/s | quota use | throttled "
-        "| CPU ms/msg | peak RSS MB | lost | dup | limiter calls/msg | servers' CPU s |"
+        "| CPU ms/msg | peak RSS MB | lost | dup | limiter calls/msg | msgs per receive/ack "
+        "| servers' CPU s |"
     )
-    lines = [head, "|" + "---|" * 13]
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         util = f"{r.utilisation:.3f}" if r.utilisation is not None else "-"
         servers = ", ".join(f"{k} {v}" for k, v in r.servers_cpu_s.items())
         calls = f"{r.limiter_calls_per_msg:.3f}" if r.limiter_calls_per_msg is not None else "-"
+        batching = (
+            f"{r.msgs_per_receive} / {r.msgs_per_ack}" if r.msgs_per_receive is not None else "-"
+        )
         rate = f"{r.sends_per_s}" + (
             f" ({r.sms_parts_per_s} SMS parts/s)" if r.sms_parts_per_s is not None else ""
         )
         lines.append(
             f"| {r.scenario} | {r.contender} | {r.requests} | {r.drain_s} | {rate} "
             f"| {util} | {r.throttled} ({r.throttled_fraction:.1%}) | {r.cpu_ms_per_msg} "
-            f"| {r.peak_rss_mb} | {r.lost} | {r.duplicates} | {calls} | {servers} |"
+            f"| {r.peak_rss_mb} | {r.lost} | {r.duplicates} | {calls} | {batching} | {servers} |"
         )
     return "\n".join(lines)
 
@@ -509,6 +671,13 @@ async def main() -> int:
             print(table(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(table(rows))
+    for r in rows:
+        if r.regain_s is not None:
+            print(
+                f"{r.scenario}: quota (>= 0.9) used again after each change, s: {r.regain_s}; "
+                f"most sends in a 1-s window {r.max_1s_sends} "
+                f"(quota + burst: {2 * (r.allowed_mps or 0):g})"
+            )
     events_line = events_summary(rows)
     if events_line:
         print(events_line)
