@@ -91,6 +91,10 @@ class DecisionExecutor(Holding):
             written = await self._write(held, step.outcome, claim, calls)
             if isinstance(written, HandBack):
                 return written
+            if claim is not None and not isinstance(written, ClaimRefused):
+                # Written: the record is no longer SENDING under this claim, so whatever
+                # follows (a final status on the last receive) writes without it.
+                held.claim = None
             if isinstance(written, Recorded):
                 reopened = written.reopened  # an EXPIRED over a replayable record
             elif written is not None:  # refused: a duplicate, a live claim, or our lease lost
