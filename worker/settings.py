@@ -199,8 +199,9 @@ class Settings(BaseSettings):
         ge=1,
         le=10_000,
         description=(
-            "Longest a delete or visibility change waits to batch (ten go at once); a worker "
-            "killed meanwhile leaves its messages to come back as duplicates, skipped."
+            "Longest a delete or visibility change waits to batch (ten go at once; at most a "
+            "tenth of visibility_timeout_s); a worker killed meanwhile leaves its messages to "
+            "come back as duplicates, skipped."
         ),
     )
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
@@ -335,6 +336,12 @@ class Settings(BaseSettings):
         if self.reclaim_policy is not None:
             return self.reclaim_policy
         return "confirm" if self.events_queue_url else "resend"
+
+    @property
+    def ack_linger_ms(self) -> int:
+        """``ack_flush_ms``, at most a tenth of the visibility timeout: a visibility extension
+        is queued a third of the timeout before it runs out, and must land well before."""
+        return max(1, min(self.ack_flush_ms, self.visibility_timeout_s * 100))
 
     @property
     def receive_batch_target(self) -> int:

@@ -131,3 +131,24 @@ def test_a_busy_metrics_port_is_a_clear_configuration_error_exit_78() -> None:
     assert result.returncode == 78, result.stderr  # EX_CONFIG
     assert "startup_failed" in result.stderr
     assert "SMS_WORKER_METRICS_PORT" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_batching_waits_stay_inside_what_the_visibility_timeout_and_the_slots_allow() -> None:
+    """Acks linger at most a tenth of the visibility timeout (an extension is queued a third
+    of it before it runs out); a busy poller waits for ten slots, or half its part."""
+    base = Settings(queue_url=QUEUE, table="t")
+    assert (base.ack_linger_ms, base.receive_batch_target) == (3_000, 10)
+    short = Settings(
+        queue_url=QUEUE,
+        table="t",
+        visibility_timeout_s=10,
+        lease_s=8,
+        max_token_wait_s=4,
+        retry_budget_s=3,
+        retry_backoff_max_s=0.5,
+        send_timeout_s=2,
+        connect_timeout_s=1,
+    )
+    assert short.ack_linger_ms == 1_000
+    few = Settings(queue_url=QUEUE, table="t", max_in_flight=4, pollers=2)
+    assert few.receive_batch_target == 1

@@ -153,7 +153,7 @@ class Worker:
                 hot.sqs,
                 route.queue_url,
                 self.metrics,
-                s.ack_flush_ms,
+                s.ack_linger_ms,
                 health=self.health,
                 retry_budget_s=s.visibility_timeout_s / 2,
             )
