@@ -20,6 +20,7 @@ import platform
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from aiobotocore.session import get_session
 
 from bench.servers import Servers, proc_stats
 from worker.resources import ensure_resources
+from worker.sandbox.bucket import most_in_window
 
 IDENTITIES = ("+18005550100", "pool-bench")
 MAX_IN_FLIGHT = 64  # each worker's SMS_WORKER_MAX_IN_FLIGHT
@@ -49,7 +51,7 @@ class Scenario:
     rate_sharing: str = "dynamodb"  # SMS_WORKER_RATE_SHARING of the workers
     mixed: bool = False  # SMS (1..10 parts, GSM and Unicode) and MMS in turn; quota in parts
     events: bool = False  # the sandbox emits delivery events; the worker drains them too
-    churn: bool = False  # workers join and leave mid-campaign (see CHURN)
+    churn: bool = False  # workers join and leave mid-campaign (see churn())
     prefill: bool = False  # queue the backlog before the contender starts
 
 
@@ -236,56 +238,72 @@ async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row
             stats = await r.json()
         sends = await all_sends(http, servers.sandbox_url)
     row = summarise(scenario, kind, drain_s, stats, sends, cpu_s, rss_mb, servers_cpu)
-    profiling = bool(os.environ.get("BENCH_PROFILE_DIR"))  # py-spy's SIGINT cuts the last log
     if scenario.churn:
         row.regain_s = regain_times(sends, changes, scenario.mps or 0.0)
-        row.max_1s_sends = max_in_window([s["received_at"] for s in sends if not s["dry_run"]])
-    elif kind == "worker" and scenario.rate_sharing == "dynamodb" and not profiling:
-        writes = sum(limiter_writes(path, at) for path, at in zip(log_paths, offsets, strict=True))
-        real = row.requests + row.duplicates
-        row = dataclasses.replace(row, limiter_calls_per_msg=round(writes / max(real, 1), 4))
-    if kind == "worker" and not profiling and not scenario.churn:
-        totals = [shutdown_counts(path, at) for path, at in zip(log_paths, offsets, strict=True)]
-        received, deleted = sum(t["received"] for t in totals), sum(t["deleted"] for t in totals)
-        receives = sum(t.get("receive_calls", 0) for t in totals)
-        acks = sum(t.get("ack_calls", 0) for t in totals)
-        row.msgs_per_receive = round(received / receives, 2) if receives else None
-        row.msgs_per_ack = round(deleted / acks, 2) if acks else None
+        row.max_1s_sends = most_in_window(
+            (s["received_at"] for s in sends if not s["dry_run"]), 1.0
+        )
+    elif kind == "worker" and not os.environ.get("BENCH_PROFILE_DIR"):
+        # The workers' own counts, from the events they end with (not when py-spy's SIGINT
+        # cuts their logs short, nor for the churn row, whose killed worker logs none).
+        logged = [run_log(path, at) for path, at in zip(log_paths, offsets, strict=True)]
+        ends = [final_event(lines, "shutdown_finished") for lines in logged]
+
+        def per_call(counted: str, calls: str) -> float | None:
+            n = sum(end.get(calls, 0) for end in ends)
+            return round(sum(end[counted] for end in ends) / n, 2) if n else None
+
+        row.msgs_per_receive = per_call("received", "receive_calls")
+        row.msgs_per_ack = per_call("deleted", "ack_calls")
+        if scenario.events:
+            row.events_applied = int(ends[0].get("events", 0))
+        if scenario.rate_sharing == "dynamodb":
+            writes = sum(
+                int(final_event(lines, "rate_sharing_finished")["writes"]) for lines in logged
+            )
+            real = row.requests + row.duplicates
+            row.limiter_calls_per_msg = round(writes / max(real, 1), 4)
     if scenario.events:
-        row.events_applied = events_handled(logs / f"{scenario.name}-{kind}-0.log")
         row.events_drain_s = round(events_drain_s or 0.0, 1)
     row.cpu_s = round(cpu_s, 3)
     return row
 
 
-#: The churn row's changes: at these fractions of the campaign accepted, what happens.
-CHURN = ((0.2, "join 2"), (0.45, "SIGKILL 1"), (0.7, "SIGTERM 1"))
-
-
 async def churn(
     scenario: Scenario,
     procs: list[asyncio.subprocess.Process],
-    spawn: Any,
+    spawn: Callable[[], Awaitable[object]],
     http: aiohttp.ClientSession,
     sandbox_url: str,
     changes: dict[str, float],
 ) -> None:
-    """Start two workers, kill one, stop another as the campaign goes (``changes``: when, on
-    the wall clock the sandbox stamps its sends with)."""
-    for fraction, change in CHURN:
+    """Start two workers, kill the first, stop the second as the campaign goes (``changes``:
+    when, on the wall clock the sandbox stamps its sends with)."""
+
+    async def join_two() -> None:
+        await spawn()
+        await spawn()
+
+    async def kill_first() -> None:
+        procs[0].kill()
+
+    async def stop_second() -> None:
+        procs[1].terminate()
+
+    # at what fraction of the campaign accepted, which change
+    steps = (
+        (0.2, "join 2", join_two),
+        (0.45, "SIGKILL 1", kill_first),
+        (0.7, "SIGTERM 1", stop_second),
+    )
+    for fraction, change, act in steps:
         while True:
             async with http.get(f"{sandbox_url}/_sandbox/stats") as r:
                 if (await r.json())["accepted"] >= fraction * scenario.requests:
                     break
             await asyncio.sleep(0.1)
         changes[change] = time.time()
-        if change.startswith("join"):
-            for _ in range(2):
-                await spawn()
-        elif change.startswith("SIGKILL"):
-            procs[0].kill()
-        else:
-            procs[1].terminate()
+        await act()
         print(f"    {scenario.name}: {change}", flush=True)
 
 
@@ -314,37 +332,21 @@ def regain_times(
     return out
 
 
-def max_in_window(times: list[float], window_s: float = 1.0) -> int:
-    times = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while times[lo] <= t - window_s:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
-
-
-def limiter_writes(path: Path, offset: int) -> int:
-    """The rate-share writes a worker made, from its ``rate_sharing_finished`` log event (the
-    part of its log this run wrote, from ``offset``)."""
+def run_log(path: Path, offset: int) -> list[str]:
+    """The lines of a worker's log that this run wrote (from ``offset``)."""
     with path.open("rb") as log:
         log.seek(offset)
-        lines = log.read().decode(errors="replace").splitlines()
-    for line in reversed(lines):
-        if '"rate_sharing_finished"' in line:
-            return int(json.loads(line)["writes"])
-    raise RuntimeError(f"{path}: no rate_sharing_finished event; did the worker stop cleanly?")
+        return log.read().decode(errors="replace").splitlines()
 
 
-def shutdown_counts(path: Path, offset: int) -> dict[str, int]:
-    """A worker's final counters, from its ``shutdown_finished`` log event (this run's part)."""
-    with path.open("rb") as log:
-        log.seek(offset)
-        lines = log.read().decode(errors="replace").splitlines()
+def final_event(lines: list[str], event: str) -> dict[str, Any]:
+    """The last ``event`` a worker logged (``rate_sharing_finished``, ``shutdown_finished``:
+    the counts it ends with)."""
     for line in reversed(lines):
-        if '"shutdown_finished"' in line:
-            return {k: v for k, v in json.loads(line).items() if isinstance(v, int)}
-    raise RuntimeError(f"{path}: no shutdown_finished event; did the worker stop cleanly?")
+        if f'"{event}"' in line:
+            found: dict[str, Any] = json.loads(line)
+            return found
+    raise RuntimeError(f"no {event} event in a worker's log; did it stop cleanly?")
 
 
 async def drained(sqs: Any, queue_url: str, timeout_s: float = 120.0) -> None:
@@ -356,14 +358,6 @@ async def drained(sqs: Any, queue_url: str, timeout_s: float = 120.0) -> None:
         if not sum(int(v) for v in attrs["Attributes"].values()):
             return
         await asyncio.sleep(0.2)
-
-
-def events_handled(log_path: Path) -> int:
-    """The delivery events a worker handled, from its ``shutdown_finished`` log line."""
-    for line in reversed(log_path.read_text().splitlines()):
-        if '"shutdown_finished"' in line:
-            return int(json.loads(line).get("events", 0))
-    return 0
 
 
 def events_summary(rows: list[Row]) -> str | None:
@@ -576,7 +570,7 @@ def scenarios(quick: bool) -> list[Scenario]:
             )
             for workers in (1, 3, 6)
         ),
-        # Workers join and leave mid-campaign (CHURN): how soon the quota is used again.
+        # Workers join and leave mid-campaign (churn()): how soon the quota is used again.
         Scenario(
             "scale-out-churn",
             n,

@@ -26,22 +26,13 @@ from support import (
 )
 from test_processes import all_final, feed, stop
 
+from worker.sandbox.bucket import most_in_window
 from worker.status.model import KeyFamily
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]
 IDENTITY = "pool-shared"
 QUOTA = 10.0  # messages per second, the whole fleet's
 BURST_S = 1.0  # what the sandbox tolerates: a bucket of BURST_S * QUOTA
-
-
-def max_in_window(times: list[float], window_s: float = 1.0) -> int:
-    times = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while times[lo] <= t - window_s:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 async def check_sends(sandbox: Sandbox, n: int) -> dict[str, Any]:
@@ -51,7 +42,7 @@ async def check_sends(sandbox: Sandbox, n: int) -> dict[str, Any]:
     for send in sends:
         by_destination[send["destination"]] = by_destination.get(send["destination"], 0) + 1
     assert len(by_destination) == n  # none lost
-    assert max_in_window([s["received_at"] for s in sends]) <= QUOTA + BURST_S * QUOTA
+    assert most_in_window([s["received_at"] for s in sends], 1.0) <= QUOTA + BURST_S * QUOTA
     return {"stats": stats, "by_destination": by_destination}
 
 

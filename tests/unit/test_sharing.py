@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from worker.sandbox.bucket import most_in_window
 from worker.sending import sharing as sh
 
 STEP_MS = 10
@@ -119,16 +120,6 @@ def simulate(
     return item, workers
 
 
-def max_in_window(sends: list[int], window_ms: int = 1000) -> int:
-    sends = sorted(sends)
-    best, lo = 0, 0
-    for hi, t in enumerate(sends):
-        while sends[lo] <= t - window_ms:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
-
-
 @settings(max_examples=25, deadline=None)
 @given(
     n=st.integers(min_value=1, max_value=8),
@@ -153,7 +144,7 @@ def test_never_more_than_quota_plus_burst_in_any_window(
     _, done = simulate(workers, quota, 20_000, seed)
     sends = [t for w in done for t in w.sends]
     # Each pacer may fall one send into a window beyond its rate (its phase): the burst.
-    assert max_in_window(sends) <= quota + n
+    assert most_in_window(sends, 1000) <= quota + n  # times in ms
     # The live workers' grants never sum above the quota (the invariant behind it).
 
 
@@ -202,7 +193,7 @@ def test_a_lower_renewal_cap_hands_a_killed_share_back_and_admits_a_joiner_soone
     workers.append(SimWorker("e", -250, joined_at))
     _, done = simulate(workers, quota, 60_000, seed=5, renew_max_s=1.0)
     everyone = [t for w in done for t in w.sends]
-    assert max_in_window(everyone) <= quota + len(done)
+    assert most_in_window(everyone, 1000) <= quota + len(done)
     after_kill = [t for w in done for t in w.sends if killed_at + 5000 <= t < killed_at + 10_000]
     assert len(after_kill) >= 0.95 * quota * 5
     joiner = [t for t in done[-1].sends if joined_at + 5000 <= t < joined_at + 10_000]
