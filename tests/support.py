@@ -39,6 +39,10 @@ class Sandbox:
         async with self._http.get(f"{self.url}/_sandbox/sends") as r:
             return list((await r.json())["sends"])
 
+    async def sent_at_least(self, n: int) -> bool:
+        """Whether ``n`` sends have reached the sandbox (a ``wait_for`` predicate)."""
+        return len(await self.sends()) >= n
+
     async def stats(self) -> dict[str, Any]:
         async with self._http.get(f"{self.url}/_sandbox/stats") as r:
             body: dict[str, Any] = await r.json()

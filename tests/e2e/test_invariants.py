@@ -177,7 +177,7 @@ async def test_a_shutdown_on_the_last_receive_records_a_final_status_first(
     )
     await enqueue(aws.sqs, env.queue_url, [request(1), request(2)])
     async with running_worker(settings) as worker:
-        await wait_for(lambda: _sent_count(sandbox, 1), timeout_s=30)
+        await wait_for(lambda: sandbox.sent_at_least(1), timeout_s=30)
         await wait_for(lambda: _async(worker.metrics.received >= 2), timeout_s=30)
         await asyncio.sleep(0.5)
     items = await table_items(aws.ddb, env.table)
@@ -222,10 +222,6 @@ async def _statuses(aws: Aws, env: Env, ids: set[str]) -> dict[str, Any] | None:
     if ids <= items.keys() and all(items[i]["Status"] in final for i in ids):
         return items
     return None
-
-
-async def _sent_count(sandbox: Sandbox, n: int) -> bool:
-    return len(await sandbox.sends()) >= n
 
 
 async def _async(value: bool) -> bool:

@@ -69,7 +69,7 @@ async def test_a_broken_log_pipe_neither_wedges_the_worker_nor_changes_an_outcom
         )
         assert seen >= 5, log.read_text()
         worker.stderr.close()  # the log reader dies: every later write is a broken pipe
-        await wait_for(lambda: _sent_at_least(sandbox, 25), timeout_s=60)
+        await wait_for(lambda: sandbox.sent_at_least(25), timeout_s=60)
         started = time.monotonic()
         worker.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(worker.wait, settings.shutdown_grace_s + 10)
@@ -86,7 +86,3 @@ async def test_a_broken_log_pipe_neither_wedges_the_worker_nor_changes_an_outcom
     by_destination = {i["DestinationPhoneNumber"]: i["Status"] for i in items.values()}
     assert {by_destination.get(d) for d in sends} == {"SENT"}  # every send recorded SENT
     assert "SENDING" not in by_destination.values()  # nothing left mid-send
-
-
-async def _sent_at_least(sandbox: Sandbox, n: int) -> bool:
-    return len(await sandbox.sends()) >= n

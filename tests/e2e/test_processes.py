@@ -154,7 +154,7 @@ async def test_sigterm_finishes_in_flight_and_restart_completes(
     settings = make_settings(env, max_in_flight=10, shutdown_grace_s=8)
     worker = spawn_worker(settings, tmp_path / "first.log")
     await feed(aws, env, [request(i) for i in range(n)])
-    await wait_for(lambda: _sent_at_least(sandbox, 15), timeout_s=60)
+    await wait_for(lambda: sandbox.sent_at_least(15), timeout_s=60)
     started = time.monotonic()
     code = stop(worker, signal.SIGTERM, timeout_s=30)
     took = time.monotonic() - started
@@ -174,10 +174,6 @@ async def test_sigterm_finishes_in_flight_and_restart_completes(
     assert len(sends) == n and set(sends.values()) == {1}
 
 
-async def _sent_at_least(sandbox: Sandbox, n: int) -> bool:
-    return len(await sandbox.sends()) >= n
-
-
 async def test_sigkill_loses_nothing_and_resends_only_what_was_mid_send(
     aws: Aws, env: Env, sandbox: Sandbox, tmp_path: Path
 ) -> None:
@@ -186,7 +182,7 @@ async def test_sigkill_loses_nothing_and_resends_only_what_was_mid_send(
     settings = make_settings(env, max_in_flight=10)
     worker = spawn_worker(settings, tmp_path / "first.log")
     await feed(aws, env, [request(i) for i in range(n)])
-    await wait_for(lambda: _sent_at_least(sandbox, 15), timeout_s=60)
+    await wait_for(lambda: sandbox.sent_at_least(15), timeout_s=60)
     assert stop(worker, signal.SIGKILL) == -signal.SIGKILL
     at_kill = await table_items(aws.ddb, env.table)
     mid_send = {i["DestinationPhoneNumber"] for i in at_kill.values() if i["Status"] == "SENDING"}

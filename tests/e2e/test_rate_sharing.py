@@ -104,17 +104,14 @@ async def test_workers_join_and_leave_mid_campaign(
         for _ in range(count):
             procs.append(spawn_worker(settings, tmp_path / f"w{len(procs)}.log"))
 
-    async def sent_at_least(k: int) -> bool:
-        return len(await sandbox.sends()) >= k
-
     start(2)
     feeding = asyncio.create_task(
         feed(aws, env, [request(i, OriginationIdentity=IDENTITY) for i in range(n)])
     )
     try:
-        await wait_for(lambda: sent_at_least(30), timeout_s=60)
+        await wait_for(lambda: sandbox.sent_at_least(30), timeout_s=60)
         start(2)  # two join
-        await wait_for(lambda: sent_at_least(60), timeout_s=60)
+        await wait_for(lambda: sandbox.sent_at_least(60), timeout_s=60)
         assert stop(procs[0], signal.SIGKILL) == -signal.SIGKILL  # one dies: its lease expires
         assert stop(procs[1]) == 0  # one leaves: its lease is released at once
         await feeding

@@ -10,10 +10,6 @@ from __future__ import annotations
 from support import Aws, Env, Sandbox, enqueue, make_settings, request, running_worker, wait_for
 
 
-async def _sent(sandbox: Sandbox, n: int) -> bool:
-    return len(await sandbox.sends()) >= n
-
-
 async def test_a_paced_worker_receives_and_deletes_in_batches(
     aws: Aws, env: Env, sandbox: Sandbox
 ) -> None:
@@ -31,7 +27,7 @@ async def test_a_paced_worker_receives_and_deletes_in_batches(
     assert settings.receive_batch_target == 10
     await enqueue(aws.sqs, env.queue_url, [request(i) for i in range(n)])
     async with running_worker(settings) as worker:
-        await wait_for(lambda: _sent(sandbox, n), timeout_s=60)
+        await wait_for(lambda: sandbox.sent_at_least(n), timeout_s=60)
     m = worker.metrics
     assert m.received == m.deleted == n
     # Every receive but the empty long polls at the end (one a second) carries ten.
