@@ -51,10 +51,6 @@ IDLE_S = 60.0
 MIN_GRANT_MPS = 1 / sh.MILLI
 
 
-#: A grant below this part of the quota is a residue: sends wait for a renewal, not for it.
-RESIDUE_FRACTION = 0.01
-
-
 def worker_id() -> str:
     """Unique per process: the host, the pid and a random part (a restarted pid is another)."""
     return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -91,16 +87,9 @@ class _Share:
         return self.quota_mps
 
     def next_wait_s(self, tokens: int = 1) -> float:
-        renewal_s = max(TICK_S, self.next_renew - time.monotonic())
         if self.grant_mps < MIN_GRANT_MPS:  # no grant yet: until the next renewal
-            return renewal_s
-        waited_s = self.bucket.next_wait_s(tokens)
-        if self.grant_mps < RESIDUE_FRACTION * self.quota_mps:
-            # A residue (the others hold the rest until their renewals): a grant of a few
-            # milli-MPS puts the next token hours away, and the message would be handed
-            # back for that long. The grant grows at a renewal.
-            return min(waited_s, renewal_s)
-        return waited_s
+            return max(TICK_S, self.next_renew - time.monotonic())
+        return self.bucket.next_wait_s(tokens)
 
     def set_grant(self, grant_mps: float) -> None:
         if grant_mps == self.grant_mps:

@@ -48,6 +48,10 @@ MAX_SKEW_S = 0.5
 RENEW_MIN_S = 1.0
 RENEW_MAX_S = 10.0
 CALLS_PER_MESSAGE_TARGET = 0.025
+#: A grant below this part of the fair share is short (its worker waits for the rest).
+SHORT_FRACTION = 0.99
+#: A grant short of the fair share and below this part of the rate is not made (a residue).
+RESIDUE_FRACTION = 0.01
 #: A worker below its fair share renews this long after the soonest other renewal.
 RENEW_AFTER_OTHERS_S = 0.3
 #: Shared AIMD, the same constants as the local limiter's (worker.sending.ratelimit).
@@ -194,6 +198,12 @@ def plan(
     target = min(to_milli(fair), free)
     if max_grant_mps is not None:
         target = min(target, to_milli(max_grant_mps))
+    if target < to_milli(fair) * SHORT_FRACTION and target < RESIDUE_FRACTION * to_milli(capacity):
+        # Short of the fair share, and only a residue of the rate free (the fair shares'
+        # rounding): as good as no grant. Paced at a few milli-MPS, the next token would be
+        # hours away and the held messages handed back for that long; with none, the sends
+        # wait for the renewal that brings the share.
+        target = 0
     target = max(0, target)
     delta = target - previous_grant - reclaimed
     grows = target > previous_grant
@@ -202,7 +212,7 @@ def plan(
     n_live = len(others) + 1
     period = renew_s(n_live, ceiling_mps, renew_max_s)
     next_s = period
-    if target < to_milli(fair) * 0.99:
+    if target < to_milli(fair) * SHORT_FRACTION:
         # Below the fair share for want of free quota: the others shrink at their renewals,
         # so renew just after the soonest of theirs (at least a second from now).
         soonest = [x.renew_at_ms for x in others.values() if x.renew_at_ms > now_ms]
