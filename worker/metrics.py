@@ -30,6 +30,7 @@ class Histogram:
 class Metrics:
     received: int = 0
     receive_calls: int = 0  # ReceiveMessage calls answered (received / this: the batching)
+    receive_waits: int = 0  # a poller waited: sends booked more than hold_ahead_s ahead
     deleted: int = 0
     ack_calls: int = 0  # DeleteMessageBatch and ChangeMessageVisibilityBatch calls answered
     released: int = 0
@@ -64,6 +65,7 @@ class Metrics:
         return {
             "received": self.received,
             "receive_calls": self.receive_calls,
+            "receive_waits": self.receive_waits,
             "sent": self.sent,
             "failed": sum(self.failed.values()),
             "retrying": sum(self.retrying.values()),

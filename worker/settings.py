@@ -184,6 +184,17 @@ class Settings(BaseSettings):
     shutdown_hard_s: float = Field(
         5.0, gt=0, description="After the grace: most time to write statuses and flush acks."
     )
+    hold_ahead_s: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description=(
+            "Pollers receive only while a new send would wait less than this for its token "
+            "(the least wait over the identities sent to in the last 10 s): a worker paced at "
+            "a small share of a quota holds what it sends in these seconds, not max_in_flight "
+            "messages, and the rest stay in the queue for workers with quota to spare."
+        ),
+    )
     receive_linger_ms: int = Field(
         5_000,
         ge=0,

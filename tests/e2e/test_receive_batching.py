@@ -33,3 +33,27 @@ async def test_a_paced_worker_receives_and_deletes_in_batches(
     # Every receive but the empty long polls at the end (one a second) carries ten.
     assert m.received / m.receive_calls >= 5, (m.received, m.receive_calls)
     assert m.deleted / m.ack_calls >= 5, (m.deleted, m.ack_calls)
+
+
+async def test_a_rate_bound_worker_holds_what_it_sends_in_hold_ahead_s(
+    aws: Aws, env: Env, sandbox: Sandbox
+) -> None:
+    """At 5 MPS with 64 slots, a worker that took every message it could would hold all 60
+    and wait 12 s for the last token; with ``hold_ahead_s`` 2 its pollers wait while the
+    next token is more than 2 s away, so it holds about 10 plus the batch or two in flight,
+    and the rest stay in the queue (for a worker with quota to spare)."""
+    n = 60
+    settings = make_settings(env, rate_limits="default=5", max_in_flight=64, hold_ahead_s=2.0)
+    await enqueue(aws.sqs, env.queue_url, [request(i) for i in range(n)])
+    held: list[int] = []
+    async with running_worker(settings) as worker:
+
+        async def sent_all() -> bool:
+            held.append(worker.metrics.in_flight)
+            return await sandbox.sent_at_least(n)
+
+        await wait_for(sent_all, timeout_s=60, interval_s=0.05)
+    m = worker.metrics
+    assert m.received == m.deleted == n
+    assert m.receive_waits > 0
+    assert max(held) <= 5 * 2.0 + 2 * 10 + 2, max(held)

@@ -385,3 +385,21 @@ def test_a_new_ceiling_voids_the_slots_handed_out_at_the_old_rate() -> None:
     bucket.set_ceiling(10.0)  # a shared limiter's grant grew
     assert bucket.epoch != epoch and bucket.ceiling_mps == bucket.rate_mps == 10.0
     assert bucket.reserve() == pytest.approx(0.1)
+
+
+def test_backlog_is_the_least_wait_over_the_keys_used_recently() -> None:
+    """What the pollers wait on (hold_ahead_s): the least wait over the keys used in the last
+    ``recent_s``, so one identity's backlog never stops receives for another still in use,
+    and a key not used for a while no longer counts."""
+    clock = Clock()
+    limiter = RateLimiter({"slow": 1.0}, burst_s=1.0, clock=clock)
+    assert limiter.backlog_s() == 0.0  # nothing in use
+    for _ in range(6):
+        limiter.bucket("slow").reserve()
+    assert limiter.backlog_s() == pytest.approx(6.0)  # the 7th token, at 1 MPS
+    limiter.bucket("producer-id")  # an unconfigured key in use, nothing booked: receive
+    assert limiter.backlog_s() == 0.0
+    clock.now += 3.0
+    assert limiter.backlog_s(recent_s=2.0) == 0.0  # neither used in the last 2 s
+    limiter.bucket("slow")
+    assert limiter.backlog_s(recent_s=2.0) == pytest.approx(3.0)

@@ -6,7 +6,7 @@ killed worker's share back within a lease and a renewal."""
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,6 +23,7 @@ class SimWorker:
     offset_ms: int  # its wall clock minus the true time
     join_ms: int
     leave_ms: int | None = None  # killed then (no release)
+    released: bool = False  # it left by SIGTERM: its lease is released at leave_ms
     demand_mps: float | None = None  # None: always has work waiting
     view: sh.ShareItem = field(default_factory=sh.ShareItem)
     rate_mps: float = 0.0
@@ -34,7 +35,9 @@ class SimWorker:
     sent_since_renew: int = 0
     waited: bool = False
     last_renew_ms: int = 0
+    jitter: float = 1.0
     sends: list[int] = field(default_factory=list)
+    writes: list[int] = field(default_factory=list)  # when its renewals landed
 
     def pace(self, rate_mps: float, t: int) -> None:
         """A new local rate: as IdentityBucket.set_ceiling, the next slot is at most one
@@ -61,11 +64,17 @@ def simulate(
 ) -> tuple[sh.ShareItem, list[SimWorker]]:
     rng = random.Random(seed)
     item = sh.ShareItem()
+
+    def plan(view: sh.ShareItem, w: SimWorker, want: float, now_ms: int) -> sh.Plan:
+        return sh.plan(view, w.name, want, quota, now_ms, renew_max_s=renew_max_s, jitter=w.jitter)
+
     for w in workers:
         w.next_renew_ms = w.join_ms
         w.tat_ms = w.demand_tat_ms = w.last_renew_ms = w.join_ms
     for t in range(0, duration_ms, STEP_MS):
         for w in workers:
+            if w.released and t == w.leave_ms:
+                item = sh.release(item, w.name)
             if not w.alive(t):
                 continue
             now_ms = t + w.offset_ms
@@ -77,15 +86,12 @@ def simulate(
                 except sh.Refused:
                     # As the executor: read the item again and plan anew with the same want
                     # (what the worker used since its last renewal, not since this refusal).
-                    w.view = item
-                    w.submit(
-                        sh.plan(item, w.name, w.wanted_mps, quota, now_ms, renew_max_s=renew_max_s),
-                        t,
-                        rng,
-                    )
+                    w.view = replace(item, seen_at_ms=now_ms)  # read on its clock
+                    w.submit(plan(item, w, w.wanted_mps, now_ms), t, rng)
                     continue
                 else:
-                    w.view = item
+                    w.view = replace(item, seen_at_ms=now_ms)  # read on its clock
+                    w.writes.append(t)
                     w.pace(p.grant_mps, t)
                     follow = sh.correction(
                         p, item, w.wanted_mps, quota, now_ms, renew_max_s=renew_max_s
@@ -100,9 +106,8 @@ def simulate(
                 if t == w.join_ms:
                     want = quota if w.demand_mps is None else w.demand_mps
                 w.wanted_mps = want
-                w.submit(
-                    sh.plan(w.view, w.name, want, quota, now_ms, renew_max_s=renew_max_s), t, rng
-                )
+                w.jitter = rng.uniform(sh.JITTER_MIN, 1.0)  # as the executor, per renewal
+                w.submit(plan(w.view, w, want, now_ms), t, rng)
                 w.sent_since_renew, w.waited, w.last_renew_ms = 0, False, t
             # sending: paced at the local rate (GCRA on the monotonic = true clock)
             has_work = w.demand_mps is None or t >= w.demand_tat_ms
@@ -175,6 +180,26 @@ def test_a_killed_workers_share_comes_back_within_a_lease_and_a_renewal() -> Non
     back_by = killed_at + int((sh.lease_s(period) + 2 * period + 1) * 1000)
     after = [t for w in done[:2] for t in w.sends if back_by <= t < back_by + 5000]
     assert len(after) >= 0.95 * 20 * 5
+
+
+def test_a_released_share_is_used_again_at_the_next_renewal_of_any_worker() -> None:
+    """A SIGTERM'd worker gives its grant back at once; the first of the others to renew
+    after that borrows it whole (no lease is short), rather than each taking its part of it
+    at its own renewal up to a period later; within a period the borrow is given back and
+    the shares are even again."""
+    left_at, quota = 20_000, 20.0
+    workers = [SimWorker(n, off, 0) for n, off in (("a", 400), ("b", -400), ("c", 0))]
+    workers.append(SimWorker("d", 250, 0, left_at, released=True))
+    _, done = simulate(workers, quota, 60_000, seed=7)
+    everyone = [t for w in done for t in w.sends]
+    assert most_in_window(everyone, 1000) <= quota + len(done)
+    first = min(t for w in done[:3] for t in w.writes if t >= left_at)
+    after = [t for t in everyone if first + 1000 <= t < first + 4000]
+    assert len(after) >= 0.95 * quota * 3, (first - left_at, len(after))
+    period_ms = int(sh.renew_s(3, quota) * 1000)
+    even_from = left_at + 2 * period_ms + 3000  # the short ones renew after the borrower
+    per_worker = [sum(even_from <= t < even_from + 10_000 for t in w.sends) for w in done[:3]]
+    assert max(per_worker) - min(per_worker) <= 0.1 * max(per_worker), per_worker
 
 
 def test_a_lower_renewal_cap_hands_a_killed_share_back_and_admits_a_joiner_sooner() -> None:

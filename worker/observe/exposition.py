@@ -44,6 +44,11 @@ _COUNTERS = (
     ("sms_worker_messages_deleted", "SQS messages deleted.", "deleted"),
     ("sms_worker_receive_calls", "ReceiveMessage calls answered.", "receive_calls"),
     (
+        "sms_worker_receive_waits",
+        "Times a poller waited because sends were booked more than hold_ahead_s ahead.",
+        "receive_waits",
+    ),
+    (
         "sms_worker_ack_calls",
         "DeleteMessageBatch and ChangeMessageVisibilityBatch calls answered.",
         "ack_calls",

@@ -13,6 +13,7 @@ as the dependency answers again.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any
@@ -51,6 +52,8 @@ class Consumer:
         busy: Callable[[], bool] = lambda: False,
         batch_linger_s: float = 0.05,
         batch_target: int = MAX_BATCH,
+        backlog_s: Callable[[], float] = lambda: 0.0,
+        hold_ahead_s: float = math.inf,
         system_attributes: Sequence[str] = (),
         message_attributes: Sequence[str] = (),
     ) -> None:
@@ -74,6 +77,26 @@ class Consumer:
         self._batch_linger_s = batch_linger_s
         self._batch_target = max(1, min(MAX_BATCH, batch_target))
         self._taking = asyncio.Lock()
+        self._backlog_s = backlog_s
+        self._hold_ahead_s = hold_ahead_s
+
+    async def _wait_for_room_ahead(self) -> None:
+        """Receive only while a new send would wait less than ``hold_ahead_s`` for its token
+        (``backlog_s``, the limiter's): what a rate-bound worker receives beyond that only
+        waits in its memory, its visibility extended, while a worker with quota to spare (one
+        that just joined) finds the queue empty, and at a campaign's end each worker's tail
+        is that long, not ``max_in_flight`` messages at its share. Looked at again every
+        second at most (a grant or a throttle moves the schedule)."""
+        # The messages just received book their tokens when their tasks first run: let them.
+        await asyncio.sleep(0)
+        while not self._stopping.is_set():
+            excess_s = self._backlog_s() - self._hold_ahead_s
+            if excess_s <= 0:
+                return
+            self._metrics.receive_waits += 1
+            with suppress(TimeoutError):
+                async with asyncio.timeout(min(excess_s, 1.0)):
+                    await self._stopping.wait()
 
     async def _take_slots(self, most: int = MAX_BATCH) -> int:
         """Wait for a free slot, then take every free one up to ``most``. When the worker is
@@ -132,6 +155,7 @@ class Consumer:
             elif paused:
                 log.info("receiving_resumed", poller=poller, dependency=paused)
                 paused = None
+            await self._wait_for_room_ahead()
             if self._stopping.is_set():
                 return
             taken = await self._take_slots(most)

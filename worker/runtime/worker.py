@@ -183,6 +183,9 @@ class Worker:
                 busy=lambda: len(self._tasks) > 0,
                 batch_linger_s=s.receive_linger_ms / 1000,
                 batch_target=s.receive_batch_target,
+                # only sends are paced: the events queue's handler books no token
+                backlog_s=self.limiter.backlog_s if hosted.route.handler == "send" else _none,
+                hold_ahead_s=s.hold_ahead_s,
                 system_attributes=tracing.system_attributes
                 + (SAMPLED_ATTRIBUTES if s.metrics_port else ()),
                 message_attributes=tracing.message_attributes,
@@ -305,6 +308,10 @@ class Worker:
                 )
         finally:
             forced.cancel()
+
+
+def _none() -> float:
+    return 0.0
 
 
 def _log_quietly(event: str, **fields: Any) -> None:

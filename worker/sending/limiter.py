@@ -17,6 +17,9 @@ from typing import Any, Protocol
 from worker.health import DependencyHealth
 from worker.settings import Settings
 
+#: The keys :meth:`Limiter.backlog_s` looks at: those used this recently.
+BACKLOG_RECENT_S = 10.0
+
 
 class KeyRate(Protocol):
     """One key's pace, as metrics see it."""
@@ -73,6 +76,12 @@ class Limiter(Protocol):
 
     def on_throttle(self, key: str) -> None:
         """The provider said too fast for ``key``: slow it down."""
+        ...
+
+    def backlog_s(self) -> float:
+        """How far ahead this worker's sends are booked: over the keys used in the last
+        ``BACKLOG_RECENT_S``, the least wait a new send would have (0: none in use). The
+        pollers receive only while it is below ``hold_ahead_s``."""
         ...
 
     def rate_mps(self, key: str) -> float:

@@ -16,6 +16,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 
+from worker.sending.limiter import BACKLOG_RECENT_S
+
 DEFAULT_KEY = "default"
 # Identities come from producers: the buckets of those not configured are kept in LRU order
 # and dropped once idle and at rest (see RateLimiter._evict), so a campaign of a million
@@ -260,6 +262,17 @@ class RateLimiter:
 
     def rate_mps(self, key: str) -> float:
         return self.bucket(key).rate_mps
+
+    def backlog_s(self, recent_s: float = BACKLOG_RECENT_S) -> float:
+        """The least wait for a token over the keys used in the last ``recent_s`` (0: none):
+        configured ones, and the unconfigured ones from the newest end while recent."""
+        since = self._clock() - recent_s
+        recent = [e for e in self._configured.values() if e.last_used >= since]
+        for entry in reversed(self._lru.values()):
+            if entry.last_used < since:
+                break
+            recent.append(entry)
+        return min((e.bucket.next_wait_s() for e in recent), default=0.0)
 
     def _evict(self, now: float, *, spare_newest: bool = False) -> None:
         """Drop unconfigured buckets at rest from the least recently used end: those idle

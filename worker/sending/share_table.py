@@ -36,19 +36,21 @@ def _lease_value(lease: sh.Lease) -> dict[str, Any]:
             "W": {"N": str(lease.want_mmps)},
             "U": {"N": str(lease.until_ms)},
             "R": {"N": str(lease.renew_at_ms)},
+            "F": {"N": str(lease.fair_mmps)},
         }
     }
 
 
-def decode_share(raw: dict[str, Any] | None) -> sh.ShareItem:
+def decode_share(raw: dict[str, Any] | None, seen_at_ms: int | None = None) -> sh.ShareItem:
     if not raw:
-        return sh.ShareItem()
+        return sh.ShareItem(seen_at_ms=seen_at_ms)
     leases = {
         worker: sh.Lease(
             int(v["M"]["G"]["N"]),
             int(v["M"]["W"]["N"]),
             int(v["M"]["U"]["N"]),
             int(v["M"].get("R", {}).get("N", "0")),
+            int(v["M"].get("F", {}).get("N", "0")),  # (not written before 2026-12: 0)
         )
         for worker, v in raw.get("Leases", {}).get("M", {}).items()
     }
@@ -58,6 +60,7 @@ def decode_share(raw: dict[str, Any] | None) -> sh.ShareItem:
         granted_mmps=int(raw.get("Granted", {}).get("N", "0")),
         rate_mmps=int(rate["N"]) if rate else None,
         rate_at_ms=int(raw.get("RateAt", {}).get("N", "0")),
+        seen_at_ms=seen_at_ms,
     )
 
 
@@ -72,6 +75,9 @@ class ShareTable:
     def _key(self, key: str) -> dict[str, Any]:
         return {REQUEST_KEY: {"S": share_key(key)}}
 
+    def _now_ms(self) -> int:
+        return int(self._wall() * 1000)
+
     def _expires(self) -> dict[str, str]:
         return {"N": str(int(self._wall()) + ITEM_TTL_S)}
 
@@ -79,7 +85,7 @@ class ShareTable:
         resp = await self._ddb.get_item(
             TableName=self._table, Key=self._key(key), ConsistentRead=True
         )
-        return decode_share(resp.get("Item"))
+        return decode_share(resp.get("Item"), self._now_ms())
 
     async def ensure(self, key: str) -> sh.ShareItem:
         """Create the item's lease map if it is missing (a nested path needs its map) and
@@ -97,7 +103,7 @@ class ShareTable:
             },
             ReturnValues="ALL_NEW",
         )
-        return decode_share(resp.get("Attributes"))
+        return decode_share(resp.get("Attributes"), self._now_ms())
 
     async def write(self, key: str, p: sh.Plan) -> sh.ShareItem:
         """The renewal ``p`` as one conditional UpdateItem (the conditions of
@@ -130,7 +136,8 @@ class ShareTable:
         update = "SET Leases.#me = :lease, ExpiresAt = :exp ADD Granted :delta"
         if removes:
             update += " REMOVE " + ", ".join(removes)
-        return decode_share(await self._conditional(key, update, conditions, names, values))
+        raw = await self._conditional(key, update, conditions, names, values)
+        return decode_share(raw, self._now_ms())
 
     async def release(self, key: str, worker: str, lease: sh.Lease) -> None:
         """Leaving: remove the lease and give its grant back (if it is still ours)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 import time
 import uuid
@@ -32,7 +33,7 @@ from worker.lifecycle import BackgroundService
 from worker.logs import get_logger
 from worker.masking import mask_identity
 from worker.sending import sharing as sh
-from worker.sending.limiter import KeyShare, LimiterContext, SharingView
+from worker.sending.limiter import BACKLOG_RECENT_S, KeyShare, LimiterContext, SharingView
 from worker.sending.ratelimit import IdentityBucket
 from worker.sending.share_table import ShareTable
 from worker.settings import Settings
@@ -42,13 +43,16 @@ log = get_logger(__name__)
 
 #: How often the renewals due are looked for.
 TICK_S = 0.2
-#: A renewal (its read and writes) taking longer than this counts as failed: fallback.
-RENEW_TIMEOUT_S = 3.0
+RENEW_TIMEOUT_S = sh.RENEW_TIMEOUT_S
 #: A key unused for this long gives its lease back and is forgotten.
 IDLE_S = 60.0
 #: The smallest grant paced by the bucket (the leases' resolution); below it, sends wait for
 #: a renewal.
 MIN_GRANT_MPS = 1 / sh.MILLI
+
+
+#: A renewal that moves the grant by this part of the quota logs ``rate_share_changed``.
+LOG_CHANGE_FRACTION = 0.05
 
 
 def worker_id() -> str:
@@ -71,8 +75,9 @@ class _Share:
         self.next_renew = now  # monotonic
         self.renewing = False
         self.fallback_since: float | None = None  # monotonic; None: not on the fallback
-        self.used_tokens = 0
-        self.waited = False
+        self.used_tokens = 0  # handed out since the last renewal
+        self.waited = False  # a send waited for its token since the last renewal
+        self.waiters = 0  # sends waiting for their token now
         self.last_renew = now
         self.last_used = now
         self.changed = asyncio.Event()
@@ -87,9 +92,30 @@ class _Share:
         return self.quota_mps
 
     def next_wait_s(self, tokens: int = 1) -> float:
+        renewal_s = max(TICK_S, self.next_renew - time.monotonic())
         if self.grant_mps < MIN_GRANT_MPS:  # no grant yet: until the next renewal
-            return max(TICK_S, self.next_renew - time.monotonic())
-        return self.bucket.next_wait_s(tokens)
+            return renewal_s
+        waited_s = self.bucket.next_wait_s(tokens)
+        if self.short:
+            # Less than its fair share, the others hold the rest until their renewals: a
+            # grant of a few milli-MPS would put the next token hours away, and the
+            # message handed back for that long. The grant grows at its next renewal.
+            return min(waited_s, renewal_s)
+        return waited_s
+
+    def backlog_s(self) -> float:
+        """How far ahead this worker's sends for the key are booked: with no grant yet (its
+        first renewal pending), the sends waiting for one at the share it may expect."""
+        if self.grant_mps >= MIN_GRANT_MPS:
+            return self.next_wait_s()
+        expected_mps = self.quota_mps / max(1, self.live_workers)
+        if self.lease is not None and self.lease.fair_mmps > 0:
+            expected_mps = self.lease.fair_mmps / sh.MILLI
+        return self.next_wait_s() + self.waiters / expected_mps
+
+    @property
+    def short(self) -> bool:
+        return self.lease is not None and self.lease.short
 
     def set_grant(self, grant_mps: float) -> None:
         if grant_mps == self.grant_mps:
@@ -153,22 +179,31 @@ class SharedLimiter(BackgroundService):
 
     async def reserve(self, key: str, tokens: int = 1) -> float:
         share = self._share(key)
-        share.used_tokens += tokens
         started = time.monotonic()
-        while True:
-            changed = share.changed
-            if share.grant_mps < MIN_GRANT_MPS:
-                share.waited = True  # no grant yet (or none free): the renewals bring one
-                await _wait(changed, sh.RENEW_MIN_S)
-                continue
-            epoch = share.bucket.epoch
-            delay = share.bucket.reserve(tokens)
-            if delay <= 0:
-                return time.monotonic() - started
-            share.waited = True
-            woken = await _wait(changed, delay)
-            if not woken and share.bucket.epoch == epoch:
-                return time.monotonic() - started
+        # The demand a renewal reports: the tokens handed out since the last one, and
+        # whether sends waited for them, or wait now. (Counting the calls as they come in
+        # would miss a worker whose sends all came in before the renewal and still wait:
+        # it asked for nothing and lost its share.)
+        share.waiters += 1
+        try:
+            while True:
+                changed = share.changed
+                if share.grant_mps < MIN_GRANT_MPS:
+                    share.waited = True  # no grant yet (or none free): the renewals bring one
+                    await _wait(changed, sh.RENEW_MIN_S)
+                    continue
+                epoch = share.bucket.epoch
+                delay = share.bucket.reserve(tokens)
+                if delay <= 0:
+                    break
+                share.waited = True
+                woken = await _wait(changed, delay)
+                if not woken and share.bucket.epoch == epoch:
+                    break
+        finally:
+            share.waiters -= 1
+        share.used_tokens += tokens
+        return time.monotonic() - started
 
     def on_throttle(self, key: str) -> None:
         share = self._share(key)
@@ -186,6 +221,11 @@ class SharedLimiter(BackgroundService):
 
     def rate_mps(self, key: str) -> float:
         return self._share(key).rate_mps
+
+    def backlog_s(self, recent_s: float = BACKLOG_RECENT_S) -> float:
+        since = time.monotonic() - recent_s
+        waits = [s.backlog_s() for s in self._shares.values() if s.last_used >= since]
+        return min(waits, default=0.0)
 
     def most_recent(self, limit: int) -> list[tuple[str, _Share]]:
         ranked = sorted(self._shares.items(), key=lambda kv: kv[1].last_used, reverse=True)
@@ -243,17 +283,24 @@ class SharedLimiter(BackgroundService):
     async def _renew_once(self, key: str, share: _Share) -> None:
         now = time.monotonic()
         elapsed_s = max(1e-3, now - share.last_renew)
-        want = sh.want_mps(
-            share.used_tokens / elapsed_s, share.waited, share.quota_mps, share.grant_mps
-        )
+        waited = share.waited or share.waiters > 0
+        want = sh.want_mps(share.used_tokens / elapsed_s, waited, share.quota_mps, share.grant_mps)
         if share.view is None:
             share.view = await self._table.ensure(key)
             want = share.quota_mps  # first use: demand unknown, ask for an equal part
         renew_max_s = self._s.rate_sharing_renew_max_s
 
+        jitter = random.uniform(sh.JITTER_MIN, 1.0)
+
         def plan(view: sh.ShareItem) -> sh.Plan:
             return sh.plan(
-                view, self.worker, want, share.quota_mps, self._now_ms(), renew_max_s=renew_max_s
+                view,
+                self.worker,
+                want,
+                share.quota_mps,
+                self._now_ms(),
+                renew_max_s=renew_max_s,
+                jitter=jitter,
             )
 
         p = plan(share.view)
@@ -276,6 +323,18 @@ class SharedLimiter(BackgroundService):
         share.next_renew = now + sh.RENEW_MIN_S  # refused: others are busy writing
 
     def _renewed(self, key: str, share: _Share, p: sh.Plan, want: float, now: float) -> None:
+        before_mps = share.lease.grant_mmps / sh.MILLI if share.lease is not None else 0.0
+        if abs(p.grant_mps - before_mps) >= LOG_CHANGE_FRACTION * share.quota_mps:
+            log.info(
+                "rate_share_changed",
+                key=_masked(key),
+                share_mps=round(p.grant_mps, 3),
+                was_mps=round(before_mps, 3),
+                fair_mps=p.fair_mmps / sh.MILLI,
+                wanted_mps=round(want, 3),
+                live_workers=p.live_workers,
+                short=p.lease.short,
+            )
         share.lease = p.lease
         share.wanted_mps = want
         share.live_workers = p.live_workers

@@ -54,11 +54,21 @@ SHORT_FRACTION = 0.99
 RESIDUE_FRACTION = 0.01
 #: A worker below its fair share renews this long after the soonest other renewal.
 RENEW_AFTER_OTHERS_S = 0.3
+#: A renewal (its read and writes) taking longer than this counts as failed: fallback.
+RENEW_TIMEOUT_S = 3.0
+#: What a lease allows beyond its owner's renewal and its timeout (a late tick, a busy loop).
+LEASE_MARGIN_S = 1.0
+#: Free quota beyond a worker's fair share (a leaving worker's, or what the others' fair
+#: shares have not taken up yet) is borrowed when it adds this part of the rate, unless a
+#: lease is short (a worker waits for its fair share): it is given back at the next renewal.
+BORROW_MIN_FRACTION = 0.05
 #: Shared AIMD, the same constants as the local limiter's (worker.sending.ratelimit).
 DECREASE_FACTOR = 0.7
 MIN_FRACTION = 0.05
 RECOVERY_S = 30.0
 DECREASE_WINDOW_S = 2.0
+#: The least fraction of a period after which a lease is renewed (see :func:`plan`).
+JITTER_MIN = 0.9
 #: A worker whose sends did not wait asks for its recent rate times this (head room to grow).
 WANT_HEADROOM = 1.25
 #: Sends that waited and asked for this much of the grant mean the worker is saturated.
@@ -77,6 +87,13 @@ class Lease:
     want_mmps: int  # what it asked for
     until_ms: int  # wall-clock ms (the owner's clock) after which the lease is void
     renew_at_ms: int = 0  # when the owner means to renew it (wall-clock ms, its clock)
+    fair_mmps: int = 0  # the fair share it aimed at (above the grant: it waits for quota)
+
+    @property
+    def short(self) -> bool:
+        """Its owner got less than its fair share (others held the quota): it waits for
+        them to give some back, and none of it may be borrowed meanwhile."""
+        return self.grant_mmps < self.fair_mmps * SHORT_FRACTION
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +104,13 @@ class ShareItem:
     granted_mmps: int = 0
     rate_mmps: int | None = None  # the shared rate after the last decrease
     rate_at_ms: int = 0
+    # When the item was read (the reader's wall clock, ms; None: not known, take "now"). A
+    # lease that runs out after that may have been renewed since: only one that had run out
+    # by then is known to be dead (see :func:`expired_leases`).
+    seen_at_ms: int | None = None
+
+    def as_of(self, now_ms: int) -> int:
+        return now_ms if self.seen_at_ms is None else min(now_ms, self.seen_at_ms)
 
 
 def shared_rate_mps(item: ShareItem, ceiling_mps: float, now_ms: int) -> float:
@@ -99,11 +123,18 @@ def shared_rate_mps(item: ShareItem, ceiling_mps: float, now_ms: int) -> float:
 
 
 def live_leases(item: ShareItem, now_ms: int) -> dict[str, Lease]:
-    return {w: lease for w, lease in item.leases.items() if lease.until_ms > now_ms}
+    """The leases live when the item was read (their owners may have renewed them since)."""
+    as_of = item.as_of(now_ms)
+    return {w: lease for w, lease in item.leases.items() if lease.until_ms > as_of}
 
 
 def expired_leases(item: ShareItem, now_ms: int, me: str) -> dict[str, Lease]:
-    return {w: x for w, x in item.leases.items() if x.until_ms <= now_ms and w != me}
+    """The leases known to be dead: run out by the time the item was read. (A view is up to
+    a renewal period old; a lease that ran out since, in that view, was most likely renewed,
+    and reclaiming it would only be refused. The fresh item a write returns shows the dead
+    ones, and the correction that follows reclaims them.)"""
+    as_of = item.as_of(now_ms)
+    return {w: x for w, x in item.leases.items() if x.until_ms <= as_of and w != me}
 
 
 def fair_shares(wants: Mapping[str, float], capacity: float) -> dict[str, float]:
@@ -129,8 +160,14 @@ def renew_s(live_workers: int, ceiling_mps: float, max_s: float = RENEW_MAX_S) -
 
 
 def lease_s(renew_period_s: float) -> float:
-    """A lease outlives two renewals and the clock skew on both sides."""
-    return 2 * renew_period_s + 2 * MAX_SKEW_S
+    """A lease outlives its owner's next renewal, and the clock skew on both sides: two
+    periods, or (for periods longer than the renewal's timeout and a margin) one period, the
+    timeout and the margin. A renewal that times out puts the owner on its fallback share
+    (:func:`fallback_mps`), so what it paces at its grant is always inside a lease that no
+    worker, even one whose clock is ``2 * MAX_SKEW_S`` ahead, sees expired; a shorter lease
+    hands a killed worker's share back sooner (13 s at an 8-s period, was 17)."""
+    one_renewal = renew_period_s + RENEW_TIMEOUT_S + LEASE_MARGIN_S
+    return min(2 * renew_period_s, one_renewal) + 2 * MAX_SKEW_S
 
 
 def want_mps(used_mps: float, waited: bool, ceiling_mps: float, grant_mps: float) -> float:
@@ -181,9 +218,12 @@ def plan(
     *,
     max_grant_mps: float | None = None,
     renew_max_s: float = RENEW_MAX_S,
+    jitter: float = 1.0,
 ) -> Plan:
     """The next lease of ``me`` from its view ``item``; ``max_grant_mps`` caps the grant
-    (a throttle's local decrease not yet in the item), ``renew_max_s`` the renewal period."""
+    (a throttle's local decrease not yet in the item), ``renew_max_s`` the renewal period;
+    the next renewal comes ``jitter`` (in ``[JITTER_MIN, 1]``) of a period later, so the
+    fleet's renewals spread over the period and quota given back is taken up soon."""
     capacity = shared_rate_mps(item, ceiling_mps, now_ms)
     live = live_leases(item, now_ms)
     others = {w: x for w, x in live.items() if w != me}
@@ -196,6 +236,14 @@ def plan(
     others_granted = item.granted_mmps - previous_grant - reclaimed
     free = to_milli(capacity) - others_granted
     target = min(to_milli(fair), free)
+    borrowed = min(to_milli(want), free)
+    short = any(x.short for x in others.values())
+    if not short and borrowed - target >= BORROW_MIN_FRACTION * to_milli(capacity):
+        # Free quota beyond the fair share (a worker left, or the others' shares wait for
+        # their renewals): used now rather than a renewal period later. A worker that then
+        # finds its fair share taken writes a short lease and renews just after this one,
+        # whose next renewal gives the borrow back.
+        target = borrowed
     if max_grant_mps is not None:
         target = min(target, to_milli(max_grant_mps))
     if target < to_milli(fair) * SHORT_FRACTION and target < RESIDUE_FRACTION * to_milli(capacity):
@@ -211,7 +259,7 @@ def plan(
     limit = to_milli(capacity) - delta if grows else None
     n_live = len(others) + 1
     period = renew_s(n_live, ceiling_mps, renew_max_s)
-    next_s = period
+    next_s = period * jitter
     if target < to_milli(fair) * SHORT_FRACTION:
         # Below the fair share for want of free quota: the others shrink at their renewals,
         # so renew just after the soonest of theirs (at least a second from now).
@@ -219,7 +267,7 @@ def plan(
         after_s = (min(soonest) - now_ms) / 1000 + RENEW_AFTER_OTHERS_S if soonest else 0.0
         next_s = min(period, max(RENEW_MIN_S, after_s))
     until = now_ms + int(lease_s(period) * 1000)
-    lease = Lease(target, to_milli(want), until, now_ms + int(next_s * 1000))
+    lease = Lease(target, to_milli(want), until, now_ms + int(next_s * 1000), to_milli(fair))
     return Plan(me, lease, delta, previous, reclaim, limit, n_live, period, to_milli(fair), next_s)
 
 
@@ -234,9 +282,18 @@ def correction(
 ) -> Plan | None:
     """The write of ``done`` returned ``item`` (the key as it is now): the next plan, if it
     shrinks the grant (workers joined or wanted more since the view ``done`` came from), so
-    the shrink is written at once rather than a renewal period later."""
+    the shrink is written at once rather than a renewal period later, or if it grows it by
+    ``BORROW_MIN_FRACTION`` of the rate (quota was given back since: ``done`` came from a
+    view a period old, and waiting another period for it would leave the quota unused). A
+    borrow stays while no lease is short: the next plan borrows the same. A lease that the
+    item shows short (another borrowed what ``done`` meant to take) is written so: that is
+    what makes the borrower give it back at its next renewal."""
     follow = plan(item, done.worker, want, ceiling_mps, now_ms, renew_max_s=renew_max_s)
-    return follow if follow.lease.grant_mmps < done.lease.grant_mmps else None
+    grows = follow.lease.grant_mmps - done.lease.grant_mmps
+    worth = BORROW_MIN_FRACTION * to_milli(shared_rate_mps(item, ceiling_mps, now_ms))
+    if grows < 0 or grows >= worth or follow.lease.short > done.lease.short:
+        return follow
+    return None
 
 
 class Refused(Exception):
