@@ -189,10 +189,11 @@ class Settings(BaseSettings):
         gt=0,
         le=60,
         description=(
-            "Pollers receive only while a new send would wait less than this for its token "
-            "(the least wait over the identities sent to in the last 10 s): a worker paced at "
-            "a small share of a quota holds what it sends in these seconds, not max_in_flight "
-            "messages, and the rest stay in the queue for workers with quota to spare."
+            "Pollers receive no more messages than could get their tokens within this many "
+            "seconds (the most over the identities sent to in the last 10 s; at most "
+            "max_token_wait_s): a worker paced at a small share of a quota holds what it sends "
+            "in these seconds, not max_in_flight messages, and the rest stay in the queue for "
+            "workers with quota to spare."
         ),
     )
     receive_linger_ms: int = Field(

@@ -387,19 +387,22 @@ def test_a_new_ceiling_voids_the_slots_handed_out_at_the_old_rate() -> None:
     assert bucket.reserve() == pytest.approx(0.1)
 
 
-def test_backlog_is_the_least_wait_over_the_keys_used_recently() -> None:
-    """What the pollers wait on (hold_ahead_s): the least wait over the keys used in the last
-    ``recent_s``, so one identity's backlog never stops receives for another still in use,
-    and a key not used for a while no longer counts."""
+def test_room_is_the_most_over_the_keys_used_recently() -> None:
+    """What the pollers receive (hold_ahead_s): the most sends that could get their tokens
+    within the time, over the keys used in the last ``recent_s``, so one identity's backlog
+    never stops receives for another still in use, and a key not used for a while no longer
+    counts (with none, the room is not known)."""
     clock = Clock()
     limiter = RateLimiter({"slow": 1.0}, burst_s=1.0, clock=clock)
-    assert limiter.backlog_s() == 0.0  # nothing in use
+    assert limiter.room(5.0) is None  # nothing in use: what a send would wait is not known
     for _ in range(6):
         limiter.bucket("slow").reserve()
-    assert limiter.backlog_s() == pytest.approx(6.0)  # the 7th token, at 1 MPS
+    assert limiter.bucket("slow").next_wait_s() == pytest.approx(6.0)  # the 7th, at 1 MPS
+    assert limiter.room(5.0) == 0
+    assert limiter.room(8.0) == 3  # its tokens at 6, 7 and 8 s
     limiter.bucket("producer-id")  # an unconfigured key in use, nothing booked: receive
-    assert limiter.backlog_s() == 0.0
+    assert limiter.room(5.0) == 5 * 20 + 1  # at the default 20 MPS
     clock.now += 3.0
-    assert limiter.backlog_s(recent_s=2.0) == 0.0  # neither used in the last 2 s
+    assert limiter.room(5.0, recent_s=2.0) is None  # neither used in the last 2 s
     limiter.bucket("slow")
-    assert limiter.backlog_s(recent_s=2.0) == pytest.approx(3.0)
+    assert limiter.room(5.0, recent_s=2.0) == 3  # 3 s on: its tokens at 3, 4 and 5 s

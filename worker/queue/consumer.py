@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any
@@ -29,6 +30,8 @@ from worker.sending.cooldown import Cooldown
 log = get_logger(__name__)
 
 MAX_BATCH = 10
+#: The longest a poller waits before it looks at the room ahead again.
+ROOM_RECHECK_S = 0.5
 PROBE_INTERVAL_S = 5.0
 PAUSE_WHILE_FAILING = (DYNAMODB, SMS)
 # SentTimestamp: the age of the oldest message held, sampled by worker.observe.queues.
@@ -52,7 +55,7 @@ class Consumer:
         busy: Callable[[], bool] = lambda: False,
         batch_linger_s: float = 0.05,
         batch_target: int = MAX_BATCH,
-        backlog_s: Callable[[], float] = lambda: 0.0,
+        room: Callable[[float], int | None] = lambda within_s: sys.maxsize,
         hold_ahead_s: float = math.inf,
         system_attributes: Sequence[str] = (),
         message_attributes: Sequence[str] = (),
@@ -77,26 +80,52 @@ class Consumer:
         self._batch_linger_s = batch_linger_s
         self._batch_target = max(1, min(MAX_BATCH, batch_target))
         self._taking = asyncio.Lock()
-        self._backlog_s = backlog_s
+        self._room = room
         self._hold_ahead_s = hold_ahead_s
+        self._gate = asyncio.Lock()
+        self._pending = 0  # messages the receives in progress asked for
+        self._received = asyncio.Event()  # set (and replaced) as each receive is done
 
-    async def _wait_for_room_ahead(self) -> None:
-        """Receive only while a new send would wait less than ``hold_ahead_s`` for its token
-        (``backlog_s``, the limiter's): what a rate-bound worker receives beyond that only
-        waits in its memory, its visibility extended, while a worker with quota to spare (one
-        that just joined) finds the queue empty, and at a campaign's end each worker's tail
-        is that long, not ``max_in_flight`` messages at its share. Looked at again every
-        second at most (a grant or a throttle moves the schedule)."""
+    async def _room_ahead(self, most: int) -> int:
+        """How many messages this poller may receive (at most ``most``), waiting while none:
+        no more than can get their tokens within ``hold_ahead_s`` (``room``, the limiter's),
+        less what the receives in progress asked for. What a rate-bound worker receives
+        beyond that only waits in its memory, its visibility extended, while a worker with
+        quota to spare (one that just joined) finds the queue empty; and at a campaign's end
+        each worker's tail is that long, not ``max_in_flight`` messages at its share.
+
+        While the room is not known (no key used lately: the worker just started, or was
+        idle), one poller receives at a time: its messages book their tokens, and the next
+        one goes by the room left. Otherwise every poller of a worker that starts on a deep
+        queue takes a full batch at once, and what cannot be sent within
+        ``max_token_wait_s`` is handed back, deferred. One poller at a time looks (the lock),
+        again as each receive is done and at least every ``ROOM_RECHECK_S`` (a grant, a
+        throttle or the clock move the schedule). Returns 0 once stopping."""
         # The messages just received book their tokens when their tasks first run: let them.
         await asyncio.sleep(0)
-        while not self._stopping.is_set():
-            excess_s = self._backlog_s() - self._hold_ahead_s
-            if excess_s <= 0:
-                return
-            self._metrics.receive_waits += 1
-            with suppress(TimeoutError):
-                async with asyncio.timeout(min(excess_s, 1.0)):
-                    await self._stopping.wait()
+        async with self._gate:
+            while not self._stopping.is_set():
+                room = self._room(self._hold_ahead_s)
+                if room is None:
+                    room = most if self._pending == 0 else 0
+                else:
+                    room -= self._pending
+                if room > 0:
+                    taken = min(most, room)
+                    self._pending += taken
+                    return taken
+                self._metrics.receive_waits += 1
+                done = self._received
+                with suppress(TimeoutError):
+                    async with asyncio.timeout(ROOM_RECHECK_S):
+                        await done.wait()
+                await asyncio.sleep(0)  # the messages it spawned book their tokens first
+        return 0
+
+    def _receive_done(self, asked: int) -> None:
+        self._pending -= asked
+        self._received.set()
+        self._received = asyncio.Event()
 
     async def _take_slots(self, most: int = MAX_BATCH) -> int:
         """Wait for a free slot, then take every free one up to ``most``. When the worker is
@@ -155,47 +184,58 @@ class Consumer:
             elif paused:
                 log.info("receiving_resumed", poller=poller, dependency=paused)
                 paused = None
-            await self._wait_for_room_ahead()
-            if self._stopping.is_set():
-                return
-            taken = await self._take_slots(most)
+            asked = await self._room_ahead(most)
             try:
-                response = await self._client.receive_message(
-                    QueueUrl=self._queue_url,
-                    MaxNumberOfMessages=taken,
-                    WaitTimeSeconds=self._wait_time_s,
-                    VisibilityTimeout=self._visibility_timeout_s,
-                    **self._attributes,
-                )
-            except asyncio.CancelledError:
-                self._release_slots(taken)
-                raise
-            except Exception as exc:
-                self._release_slots(taken)
-                failures += 1
-                self._health.count(SQS, "receive", describe(exc))
-                self._health.failed(SQS, describe(exc))
-                backoff_s = round(0.5 + compute_backoff_s(failures, 1.0, 30.0), 2)
-                log.error(
-                    "receive_failed",
-                    poller=poller,
-                    error=describe(exc),
-                    detail=str(exc)[:300],
-                    retry_in_s=backoff_s,
-                    action="check the queue URL, the SQS endpoint and the credentials",
-                )
-                await asyncio.sleep(backoff_s)
+                if self._stopping.is_set():
+                    return
+                failed = await self._receive(asked)
+            finally:
+                self._receive_done(asked)
+            if failed is None:
+                failures = 0
                 continue
-            failures = 0
-            self._health.ok(SQS)
-            messages = [QueueMessage.from_sqs(raw) for raw in response.get("Messages") or []]
-            self._release_slots(taken - len(messages))
-            self._metrics.received += len(messages)
-            self._metrics.receive_calls += 1
-            for message in messages:
-                # Even one that arrives after shutdown began goes to its handler: it hands
-                # it straight back, minding the receive count (see Holding.hand_back).
-                self._spawn(message)
+            failures += 1
+            backoff_s = round(0.5 + compute_backoff_s(failures, 1.0, 30.0), 2)
+            log.error(
+                "receive_failed",
+                poller=poller,
+                error=describe(failed),
+                detail=str(failed)[:300],
+                retry_in_s=backoff_s,
+                action="check the queue URL, the SQS endpoint and the credentials",
+            )
+            await asyncio.sleep(backoff_s)
+
+    async def _receive(self, most: int) -> Exception | None:
+        """Take slots, receive up to that many messages and hand each to its handler; the
+        error if the receive failed."""
+        taken = await self._take_slots(most)
+        try:
+            response = await self._client.receive_message(
+                QueueUrl=self._queue_url,
+                MaxNumberOfMessages=taken,
+                WaitTimeSeconds=self._wait_time_s,
+                VisibilityTimeout=self._visibility_timeout_s,
+                **self._attributes,
+            )
+        except asyncio.CancelledError:
+            self._release_slots(taken)
+            raise
+        except Exception as exc:
+            self._release_slots(taken)
+            self._health.count(SQS, "receive", describe(exc))
+            self._health.failed(SQS, describe(exc))
+            return exc
+        self._health.ok(SQS)
+        messages = [QueueMessage.from_sqs(raw) for raw in response.get("Messages") or []]
+        self._release_slots(taken - len(messages))
+        self._metrics.received += len(messages)
+        self._metrics.receive_calls += 1
+        for message in messages:
+            # Even one that arrives after shutdown began goes to its handler: it hands it
+            # straight back, minding the receive count (see Holding.hand_back).
+            self._spawn(message)
+        return None
 
     def _failing(self) -> str | None:
         return next((d for d in PAUSE_WHILE_FAILING if self._health.failing(d)), None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import sys
 import time
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
@@ -184,8 +185,9 @@ class Worker:
                 batch_linger_s=s.receive_linger_ms / 1000,
                 batch_target=s.receive_batch_target,
                 # only sends are paced: the events queue's handler books no token
-                backlog_s=self.limiter.backlog_s if hosted.route.handler == "send" else _none,
-                hold_ahead_s=s.hold_ahead_s,
+                room=self.limiter.room if hosted.route.handler == "send" else _unbounded,
+                # what it lets in beyond max_token_wait_s would be handed back, deferred
+                hold_ahead_s=min(s.hold_ahead_s, s.max_token_wait_s),
                 system_attributes=tracing.system_attributes
                 + (SAMPLED_ATTRIBUTES if s.metrics_port else ()),
                 message_attributes=tracing.message_attributes,
@@ -310,8 +312,8 @@ class Worker:
             forced.cancel()
 
 
-def _none() -> float:
-    return 0.0
+def _unbounded(within_s: float) -> int | None:
+    return sys.maxsize  # a route that sends nothing receives as its slots allow
 
 
 def _log_quietly(event: str, **fields: Any) -> None:

@@ -9,6 +9,7 @@ backend is the in-process GCRA/AIMD limiter, :class:`worker.sending.ratelimit.Ra
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -17,8 +18,16 @@ from typing import Any, Protocol
 from worker.health import DependencyHealth
 from worker.settings import Settings
 
-#: The keys :meth:`Limiter.backlog_s` looks at: those used this recently.
-BACKLOG_RECENT_S = 10.0
+#: The keys :meth:`Limiter.room` looks at: those used this recently.
+ROOM_RECENT_S = 10.0
+
+
+def tokens_within(wait_s: float, rate_mps: float, within_s: float) -> int:
+    """How many tokens can be booked to be sent within ``within_s`` from now, the next one
+    ``wait_s`` away and the rest paced at ``rate_mps``."""
+    if wait_s > within_s or rate_mps <= 0:
+        return 0
+    return math.floor((within_s - wait_s) * rate_mps) + 1
 
 
 class KeyRate(Protocol):
@@ -78,10 +87,11 @@ class Limiter(Protocol):
         """The provider said too fast for ``key``: slow it down."""
         ...
 
-    def backlog_s(self) -> float:
-        """How far ahead this worker's sends are booked: over the keys used in the last
-        ``BACKLOG_RECENT_S``, the least wait a new send would have (0: none in use). The
-        pollers receive only while it is below ``hold_ahead_s``."""
+    def room(self, within_s: float) -> int | None:
+        """How many more sends could get their tokens within ``within_s`` from now: the most
+        over the keys used in the last ``ROOM_RECENT_S``; ``None`` when no key was used that
+        recently (what the next messages will wait is not known yet). The pollers receive no
+        more than this (``hold_ahead_s``), and one receive at a time while ``None``."""
         ...
 
     def rate_mps(self, key: str) -> float:

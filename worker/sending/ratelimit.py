@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from worker.sending.limiter import BACKLOG_RECENT_S
+from worker.sending.limiter import ROOM_RECENT_S, tokens_within
 
 DEFAULT_KEY = "default"
 # Identities come from producers: the buckets of those not configured are kept in LRU order
@@ -263,16 +263,18 @@ class RateLimiter:
     def rate_mps(self, key: str) -> float:
         return self.bucket(key).rate_mps
 
-    def backlog_s(self, recent_s: float = BACKLOG_RECENT_S) -> float:
-        """The least wait for a token over the keys used in the last ``recent_s`` (0: none):
-        configured ones, and the unconfigured ones from the newest end while recent."""
+    def room(self, within_s: float, recent_s: float = ROOM_RECENT_S) -> int | None:
+        """The most sends that could get their tokens within ``within_s``, over the keys used
+        in the last ``recent_s`` (``None``: none): configured ones, and the unconfigured ones
+        from the newest end while recent."""
         since = self._clock() - recent_s
         recent = [e for e in self._configured.values() if e.last_used >= since]
         for entry in reversed(self._lru.values()):
             if entry.last_used < since:
                 break
             recent.append(entry)
-        return min((e.bucket.next_wait_s() for e in recent), default=0.0)
+        rooms = (tokens_within(e.bucket.next_wait_s(), e.bucket.rate_mps, within_s) for e in recent)
+        return max(rooms, default=None)
 
     def _evict(self, now: float, *, spare_newest: bool = False) -> None:
         """Drop unconfigured buckets at rest from the least recently used end: those idle

@@ -33,7 +33,13 @@ from worker.lifecycle import BackgroundService
 from worker.logs import get_logger
 from worker.masking import mask_identity
 from worker.sending import sharing as sh
-from worker.sending.limiter import BACKLOG_RECENT_S, KeyShare, LimiterContext, SharingView
+from worker.sending.limiter import (
+    ROOM_RECENT_S,
+    KeyShare,
+    LimiterContext,
+    SharingView,
+    tokens_within,
+)
 from worker.sending.ratelimit import IdentityBucket
 from worker.sending.share_table import ShareTable
 from worker.settings import Settings
@@ -103,15 +109,16 @@ class _Share:
             return min(waited_s, renewal_s)
         return waited_s
 
-    def backlog_s(self) -> float:
-        """How far ahead this worker's sends for the key are booked: with no grant yet (its
-        first renewal pending), the sends waiting for one at the share it may expect."""
+    def room(self, within_s: float) -> int:
+        """How many more of this worker's sends for the key could get their tokens within
+        ``within_s``: with no grant yet (its first renewal pending), at the share it may
+        expect, less the sends already waiting for one."""
         if self.grant_mps >= MIN_GRANT_MPS:
-            return self.next_wait_s()
+            return tokens_within(self.next_wait_s(), self.bucket.rate_mps, within_s)
         expected_mps = self.quota_mps / max(1, self.live_workers)
         if self.lease is not None and self.lease.fair_mmps > 0:
             expected_mps = self.lease.fair_mmps / sh.MILLI
-        return self.next_wait_s() + self.waiters / expected_mps
+        return tokens_within(self.next_wait_s(), expected_mps, within_s) - self.waiters
 
     @property
     def short(self) -> bool:
@@ -222,10 +229,10 @@ class SharedLimiter(BackgroundService):
     def rate_mps(self, key: str) -> float:
         return self._share(key).rate_mps
 
-    def backlog_s(self, recent_s: float = BACKLOG_RECENT_S) -> float:
+    def room(self, within_s: float, recent_s: float = ROOM_RECENT_S) -> int | None:
         since = time.monotonic() - recent_s
-        waits = [s.backlog_s() for s in self._shares.values() if s.last_used >= since]
-        return min(waits, default=0.0)
+        rooms = [s.room(within_s) for s in self._shares.values() if s.last_used >= since]
+        return max(rooms, default=None)
 
     def most_recent(self, limit: int) -> list[tuple[str, _Share]]:
         ranked = sorted(self._shares.items(), key=lambda kv: kv[1].last_used, reverse=True)
