@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from worker.sending.limiter import Room
 from worker.sending.ratelimit import IdentityBucket, RateLimiter
 
 
@@ -398,11 +399,11 @@ def test_room_is_the_most_over_the_keys_used_recently() -> None:
     for _ in range(6):
         limiter.bucket("slow").reserve()
     assert limiter.bucket("slow").next_wait_s() == pytest.approx(6.0)  # the 7th, at 1 MPS
-    assert limiter.room(5.0) == 0
-    assert limiter.room(8.0) == 3  # its tokens at 6, 7 and 8 s
+    assert limiter.room(5.0) == Room(0, 6)  # 6 in 5 s from empty
+    assert limiter.room(8.0) == Room(3, 9)  # its tokens at 6, 7 and 8 s
     limiter.bucket("producer-id")  # an unconfigured key in use, nothing booked: receive
-    assert limiter.room(5.0) == 5 * 20 + 1  # at the default 20 MPS
+    assert limiter.room(5.0) == Room(5 * 20 + 1, 5 * 20 + 1)  # at the default 20 MPS
     clock.now += 3.0
     assert limiter.room(5.0, recent_s=2.0) is None  # neither used in the last 2 s
     limiter.bucket("slow")
-    assert limiter.room(5.0, recent_s=2.0) == 3  # 3 s on: its tokens at 3, 4 and 5 s
+    assert limiter.room(5.0, recent_s=2.0) == Room(3, 6)  # 3 s on: its tokens at 3, 4, 5 s

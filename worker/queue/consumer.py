@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sys
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any
@@ -26,12 +25,14 @@ from worker.logs import get_logger
 from worker.metrics import Metrics
 from worker.queue.message import QueueMessage
 from worker.sending.cooldown import Cooldown
+from worker.sending.limiter import UNBOUNDED, Room
 
 log = get_logger(__name__)
 
 MAX_BATCH = 10
-#: The longest a poller waits before it looks at the room ahead again.
-ROOM_RECHECK_S = 0.5
+#: The longest and shortest a poller waits before it looks at the room ahead again.
+ROOM_RECHECK_S = 1.0
+ROOM_RECHECK_MIN_S = 0.05
 PROBE_INTERVAL_S = 5.0
 PAUSE_WHILE_FAILING = (DYNAMODB, SMS)
 # SentTimestamp: the age of the oldest message held, sampled by worker.observe.queues.
@@ -55,7 +56,7 @@ class Consumer:
         busy: Callable[[], bool] = lambda: False,
         batch_linger_s: float = 0.05,
         batch_target: int = MAX_BATCH,
-        room: Callable[[float], int | None] = lambda within_s: sys.maxsize,
+        room: Callable[[float], Room | None] = lambda within_s: UNBOUNDED,
         hold_ahead_s: float = math.inf,
         system_attributes: Sequence[str] = (),
         message_attributes: Sequence[str] = (),
@@ -92,7 +93,9 @@ class Consumer:
         less what the receives in progress asked for. What a rate-bound worker receives
         beyond that only waits in its memory, its visibility extended, while a worker with
         quota to spare (one that just joined) finds the queue empty; and at a campaign's end
-        each worker's tail is that long, not ``max_in_flight`` messages at its share.
+        each worker's tail is that long, not ``max_in_flight`` messages at its share. It
+        waits for room for a batch (``most``, or half of what the pace allows in the time),
+        so a worker paced at a few MPS still receives several messages per call.
 
         While the room is not known (no key used lately: the worker just started, or was
         idle), one poller receives at a time: its messages book their tokens, and the next
@@ -106,18 +109,24 @@ class Consumer:
         async with self._gate:
             while not self._stopping.is_set():
                 room = self._room(self._hold_ahead_s)
+                wait_s = ROOM_RECHECK_S
                 if room is None:
-                    room = most if self._pending == 0 else 0
+                    free, batch = (most if self._pending == 0 else 0), 1
                 else:
-                    room -= self._pending
-                if room > 0:
-                    taken = min(most, room)
+                    free = room.free - self._pending
+                    batch = min(most, max(1, room.full // 2))
+                    if room.full > 0:  # until the pace frees room for the batch
+                        wait_s = (batch - free) * self._hold_ahead_s / room.full
+                if free >= batch:
+                    taken = min(most, free)
                     self._pending += taken
                     return taken
                 self._metrics.receive_waits += 1
                 done = self._received
                 with suppress(TimeoutError):
-                    async with asyncio.timeout(ROOM_RECHECK_S):
+                    async with asyncio.timeout(
+                        min(max(wait_s, ROOM_RECHECK_MIN_S), ROOM_RECHECK_S)
+                    ):
                         await done.wait()
                 await asyncio.sleep(0)  # the messages it spawned book their tokens first
         return 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import sys
 import time
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
@@ -35,7 +34,14 @@ from worker.queue.extender import VisibilityExtender
 from worker.queue.message import QueueMessage
 from worker.runtime.startup import check_dependencies
 from worker.sending.cooldown import Cooldown
-from worker.sending.limiter import SHARING_BACKENDS, Limiter, LimiterContext, build_limiter
+from worker.sending.limiter import (
+    SHARING_BACKENDS,
+    UNBOUNDED,
+    Limiter,
+    LimiterContext,
+    Room,
+    build_limiter,
+)
 from worker.settings import Settings
 
 log = get_logger(__name__)
@@ -312,8 +318,8 @@ class Worker:
             forced.cancel()
 
 
-def _unbounded(within_s: float) -> int | None:
-    return sys.maxsize  # a route that sends nothing receives as its slots allow
+def _unbounded(within_s: float) -> Room | None:
+    return UNBOUNDED  # a route that sends nothing receives as its slots allow
 
 
 def _log_quietly(event: str, **fields: Any) -> None:

@@ -10,6 +10,7 @@ backend is the in-process GCRA/AIMD limiter, :class:`worker.sending.ratelimit.Ra
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -28,6 +29,26 @@ def tokens_within(wait_s: float, rate_mps: float, within_s: float) -> int:
     if wait_s > within_s or rate_mps <= 0:
         return 0
     return math.floor((within_s - wait_s) * rate_mps) + 1
+
+
+@dataclass(frozen=True, order=True)
+class Room:
+    """What one key has room for within a time: ``free`` more sends could get their tokens
+    in it, ``full`` could with nothing booked (its pace over the time)."""
+
+    free: int
+    full: int
+
+    @classmethod
+    def of(cls, wait_s: float, rate_mps: float, within_s: float, waiting: int = 0) -> Room:
+        """The room of a key whose next token is ``wait_s`` away, paced at ``rate_mps``, with
+        ``waiting`` sends not booked yet."""
+        full = tokens_within(0.0, rate_mps, within_s)
+        return cls(tokens_within(wait_s, rate_mps, within_s) - waiting, full)
+
+
+#: The room of what paces nothing (a route that sends no messages).
+UNBOUNDED = Room(sys.maxsize, sys.maxsize)
 
 
 class KeyRate(Protocol):
@@ -87,7 +108,7 @@ class Limiter(Protocol):
         """The provider said too fast for ``key``: slow it down."""
         ...
 
-    def room(self, within_s: float) -> int | None:
+    def room(self, within_s: float) -> Room | None:
         """How many more sends could get their tokens within ``within_s`` from now: the most
         over the keys used in the last ``ROOM_RECENT_S``; ``None`` when no key was used that
         recently (what the next messages will wait is not known yet). The pollers receive no

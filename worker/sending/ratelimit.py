@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from worker.sending.limiter import ROOM_RECENT_S, tokens_within
+from worker.sending.limiter import ROOM_RECENT_S, Room
 
 DEFAULT_KEY = "default"
 # Identities come from producers: the buckets of those not configured are kept in LRU order
@@ -263,7 +263,7 @@ class RateLimiter:
     def rate_mps(self, key: str) -> float:
         return self.bucket(key).rate_mps
 
-    def room(self, within_s: float, recent_s: float = ROOM_RECENT_S) -> int | None:
+    def room(self, within_s: float, recent_s: float = ROOM_RECENT_S) -> Room | None:
         """The most sends that could get their tokens within ``within_s``, over the keys used
         in the last ``recent_s`` (``None``: none): configured ones, and the unconfigured ones
         from the newest end while recent."""
@@ -273,7 +273,7 @@ class RateLimiter:
             if entry.last_used < since:
                 break
             recent.append(entry)
-        rooms = (tokens_within(e.bucket.next_wait_s(), e.bucket.rate_mps, within_s) for e in recent)
+        rooms = (Room.of(e.bucket.next_wait_s(), e.bucket.rate_mps, within_s) for e in recent)
         return max(rooms, default=None)
 
     def _evict(self, now: float, *, spare_newest: bool = False) -> None:

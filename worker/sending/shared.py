@@ -37,8 +37,8 @@ from worker.sending.limiter import (
     ROOM_RECENT_S,
     KeyShare,
     LimiterContext,
+    Room,
     SharingView,
-    tokens_within,
 )
 from worker.sending.ratelimit import IdentityBucket
 from worker.sending.share_table import ShareTable
@@ -109,16 +109,16 @@ class _Share:
             return min(waited_s, renewal_s)
         return waited_s
 
-    def room(self, within_s: float) -> int:
+    def room(self, within_s: float) -> Room:
         """How many more of this worker's sends for the key could get their tokens within
         ``within_s``: with no grant yet (its first renewal pending), at the share it may
         expect, less the sends already waiting for one."""
         if self.grant_mps >= MIN_GRANT_MPS:
-            return tokens_within(self.next_wait_s(), self.bucket.rate_mps, within_s)
+            return Room.of(self.next_wait_s(), self.bucket.rate_mps, within_s)
         expected_mps = self.quota_mps / max(1, self.live_workers)
         if self.lease is not None and self.lease.fair_mmps > 0:
             expected_mps = self.lease.fair_mmps / sh.MILLI
-        return tokens_within(self.next_wait_s(), expected_mps, within_s) - self.waiters
+        return Room.of(self.next_wait_s(), expected_mps, within_s, waiting=self.waiters)
 
     @property
     def short(self) -> bool:
@@ -229,7 +229,7 @@ class SharedLimiter(BackgroundService):
     def rate_mps(self, key: str) -> float:
         return self._share(key).rate_mps
 
-    def room(self, within_s: float, recent_s: float = ROOM_RECENT_S) -> int | None:
+    def room(self, within_s: float, recent_s: float = ROOM_RECENT_S) -> Room | None:
         since = time.monotonic() - recent_s
         rooms = [s.room(within_s) for s in self._shares.values() if s.last_used >= since]
         return max(rooms, default=None)
