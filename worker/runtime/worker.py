@@ -133,8 +133,9 @@ class Worker:
         then per route its ack batcher, extender and handler; start the pollers last."""
         s = self.settings
         clients = await open_clients(stack, s)
+        hot = await open_fast_path(stack, s, clients)
         backend = SHARING_BACKENDS[s.rate_sharing]
-        self.limiter = build_limiter(backend, LimiterContext(s, stack, clients, self.health))
+        self.limiter = build_limiter(backend, LimiterContext(s, stack, clients, hot, self.health))
         self.queues = QueueSampler(clients.sqs, s.queue_url, self.health, self._held)
         if s.metrics_port:
             await stack.enter_async_context(self.queues)  # sampled only for /metrics
@@ -148,7 +149,6 @@ class Worker:
         await check_dependencies(
             s, clients, [route.queue_url for route in routes(s, self.handlers)]
         )
-        hot = await open_fast_path(stack, s, clients)
         tracing = Tracing.from_settings(s)
         receive_counts = {}
         for route in routes(s, self.handlers):

@@ -135,6 +135,7 @@ class LimiterContext:
     settings: Settings
     stack: AsyncExitStack  # to register a background service or a cleanup
     clients: Any = None  # worker.aws.clients.AwsClients, once open
+    fast_path: Any = None  # worker.aws.fastpath.FastPath: the hot path's clients
     health: DependencyHealth | None = None  # failed calls are counted there
 
 

@@ -26,7 +26,7 @@ async def build(ctx: HandlerContext) -> EventsHandler:
     counters = None
     if s.campaign_counters_flush_s > 0:
         counters = CampaignCounters(
-            ctx.clients.dynamodb, s.table, s.campaign_counters_flush_s, ttl_days=s.record_ttl_days
+            ctx.hot.dynamodb, s.table, s.campaign_counters_flush_s, ttl_days=s.record_ttl_days
         )
         counters.start()
 

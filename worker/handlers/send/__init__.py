@@ -35,7 +35,7 @@ async def build(ctx: HandlerContext) -> SendHandler:
     listeners: list[Listener] = [MetricsListener(ctx.metrics), LogListener(), *ctx.listeners]
     if s.campaign_counters_flush_s > 0:
         counters = CampaignCounters(
-            ctx.clients.dynamodb,
+            ctx.hot.dynamodb,  # every worker writes each campaign's counters every period
             s.table,
             s.campaign_counters_flush_s,
             ttl_days=s.record_ttl_days,
