@@ -1,7 +1,8 @@
 """The dynamodb rate limiter (worker.sending.shared) in-process against moto, through the
 fault proxy: two limiters on one table split a key's quota between them, a throttle seen
 by one lowers the other's share, and while the table does not answer each falls back to the
-quota divided by the workers it last saw, saying so in /readyz and /metrics."""
+quota divided by the workers it last saw, saying so in /readyz and /metrics; and a worker
+that gave its share up while idle asks for it again as soon as a send waits."""
 
 from __future__ import annotations
 
@@ -133,3 +134,27 @@ async def test_an_expired_lease_is_reclaimed_once_and_a_stale_grant_is_refused(
     assert (await table.read(KEY)).granted_mmps == sh.to_milli(QUOTA)  # never above it
     await table.release(KEY, "a", first.lease)
     assert (await table.read(KEY)).granted_mmps == 0
+
+
+async def test_a_worker_that_gave_its_share_up_while_idle_asks_again_at_once(
+    aws: Aws, env: Env
+) -> None:
+    """Shares follow demand, so an idle worker's renewal asks for nothing and it holds no
+    quota; a message that then comes in does not wait for the next renewal (a period: 10 s
+    at 1 MPS) but for the renewal it asks for at once (the renewals' 1-s floor)."""
+    settings = make_settings(env, rate_limits="default=1")
+    period_s = sh.renew_s(1, 1.0, settings.rate_sharing_renew_max_s)
+    assert period_s >= 8  # what the message would otherwise wait
+    async with SharedLimiter(settings, ShareTable(aws.ddb, env.table), worker="a") as limiter:
+        await limiter.reserve(KEY)  # the first renewal grants the quota
+
+        async def gave_it_up() -> bool:
+            keys = limiter.sharing().keys
+            return bool(keys) and keys[0].share_mps == 0
+
+        await wait_for(gave_it_up, timeout_s=3 * period_s, interval_s=0.2)
+        writes = limiter.sharing().writes_total
+        waited_s = await limiter.reserve(KEY)
+        assert waited_s < period_s / 2, waited_s
+        assert limiter.sharing().keys[0].share_mps == 1.0
+        assert limiter.sharing().writes_total == writes + 1  # one renewal, asked for

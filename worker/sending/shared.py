@@ -124,6 +124,16 @@ class _Share:
     def short(self) -> bool:
         return self.lease is not None and self.lease.short
 
+    def ask_again(self) -> None:
+        """A send waits, and the grant is nothing because the last renewal asked for nothing
+        (the worker was idle): renew as soon as the renewals' floor allows, not a period
+        later (up to 10 s: a message sent to an idle worker would wait that long). A grant
+        that is nothing for want of free quota (a short lease) renews just after the
+        others' renewals already."""
+        if self.lease is None or self.short or self.lease.want_mmps > 0:
+            return
+        self.next_renew = min(self.next_renew, self.last_renew + sh.RENEW_MIN_S)
+
     def set_grant(self, grant_mps: float) -> None:
         if grant_mps == self.grant_mps:
             return
@@ -159,9 +169,9 @@ class SharedLimiter(BackgroundService):
     def from_context(cls, ctx: LimiterContext) -> SharedLimiter:
         if ctx.clients is None:
             raise ValueError("the dynamodb rate limiter needs the AWS clients open")
-        limiter = cls(
-            ctx.settings, ShareTable(ctx.clients.dynamodb, ctx.settings.table), ctx.health
-        )
+        # the renewals on the fast path when it is open (each worker's, every period)
+        ddb = ctx.fast_path.dynamodb if ctx.fast_path is not None else ctx.clients.dynamodb
+        limiter = cls(ctx.settings, ShareTable(ddb, ctx.settings.table), ctx.health)
         limiter.start()
         ctx.stack.push_async_callback(limiter.close)
         log.info("rate_sharing_started", backend="dynamodb", worker=limiter.worker)
@@ -197,6 +207,7 @@ class SharedLimiter(BackgroundService):
                 changed = share.changed
                 if share.grant_mps < MIN_GRANT_MPS:
                     share.waited = True  # no grant yet (or none free): the renewals bring one
+                    share.ask_again()
                     await _wait(changed, sh.RENEW_MIN_S)
                     continue
                 epoch = share.bucket.epoch
