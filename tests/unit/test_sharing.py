@@ -231,6 +231,16 @@ def test_fair_shares_are_max_min_fair() -> None:
     assert sum(sh.fair_shares({"a": 1.0, "b": 1.0}, 20.0).values()) == 2.0
 
 
+def test_an_idle_worker_renews_at_the_longest_period() -> None:
+    """Holding nothing and asking nothing, a worker renews only to stay counted live: at the
+    renewal cap, not the fleet's period (1 s at 100 MPS); its lease lasts for that period."""
+    busy = sh.plan(sh.ShareItem(), "a", 100.0, 100.0, now_ms=0)
+    assert busy.renew_s == sh.RENEW_MIN_S and busy.grant_mps == 100.0
+    idle = sh.plan(sh.ShareItem(), "a", 0.0, 100.0, now_ms=0)
+    assert idle.grant_mps == 0 and idle.renew_s == idle.next_renew_s == sh.RENEW_MAX_S
+    assert idle.lease.until_ms == int(sh.lease_s(sh.RENEW_MAX_S) * 1000)
+
+
 def test_a_growing_grant_is_refused_when_others_hold_the_quota() -> None:
     full = sh.ShareItem({"a": sh.Lease(20_000, 20_000, 10**9)}, granted_mmps=20_000)
     p = sh.plan(sh.ShareItem(), "b", 20.0, 20.0, now_ms=1000)  # a stale, empty view

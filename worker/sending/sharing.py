@@ -259,6 +259,10 @@ def plan(
     limit = to_milli(capacity) - delta if grows else None
     n_live = len(others) + 1
     period = renew_s(n_live, ceiling_mps, renew_max_s)
+    if target == 0 and want <= 0:
+        # Idle, holding nothing: only its liveness to keep up (the fallback's divisor), so
+        # at the longest period; a send that waits asks again at once (see the executor).
+        period = max(RENEW_MIN_S, renew_max_s)
     next_s = period * jitter
     if target < to_milli(fair) * SHORT_FRACTION:
         # Below the fair share for want of free quota: the others shrink at their renewals,
