@@ -53,6 +53,7 @@ class Scenario:
     events: bool = False  # the sandbox emits delivery events; the worker drains them too
     churn: bool = False  # workers join and leave mid-campaign (see churn())
     prefill: bool = False  # queue the backlog before the contender starts
+    split: bool = False  # each worker configured a 1/workers part of the quota (a control)
 
 
 @dataclass
@@ -138,6 +139,8 @@ EVENTS_CONFIG: dict[str, Any] = {
 
 def worker_env(scenario: Scenario, queue_url: str, table: str) -> dict[str, str]:
     rate = scenario.mps if scenario.mps is not None else 1000
+    if scenario.split:
+        rate = round(rate / scenario.workers, 3)
     return {
         "SMS_WORKER_QUEUE_URL": queue_url,
         "SMS_WORKER_TABLE": table,
@@ -569,6 +572,21 @@ def scenarios(quick: bool) -> list[Scenario]:
                 prefill=True,
             )
             for workers in (1, 3, 6)
+        ),
+        # The control of the x6 row: the same six workers, each configured a sixth of the
+        # quota and no sharing (no lease, no borrowing, nothing to follow): what six
+        # processes at 3.3 MPS cost per message on this machine, beside one at 20 MPS.
+        Scenario(
+            "scale-out-split-x6",
+            n,
+            mps=20.0,
+            identities=(IDENTITIES[1],),
+            contenders=("worker",),
+            workers=6,
+            backlog=100 + 6 * MAX_IN_FLIGHT,
+            prefill=True,
+            rate_sharing="none",
+            split=True,
         ),
         # Workers join and leave mid-campaign (churn()): how soon the quota is used again.
         Scenario(
