@@ -153,6 +153,11 @@ async def test_a_worker_that_gave_its_share_up_while_idle_asks_again_at_once(
             return bool(keys) and keys[0].share_mps == 0
 
         await wait_for(gave_it_up, timeout_s=3 * period_s, interval_s=0.2)
+        # what the handler and the receive gate see: a send would wait for the renewal it
+        # asks for, not the next one due (which would defer it, and shut the gate)
+        assert limiter.next_wait_s(KEY) <= sh.RENEW_MIN_S
+        room = limiter.room(5.0)
+        assert room is not None and room.free > 0
         writes = limiter.sharing().writes_total
         waited_s = await limiter.reserve(KEY)
         assert waited_s < period_s / 2, waited_s

@@ -392,7 +392,7 @@ def test_room_is_the_most_over_the_keys_used_recently() -> None:
     """What the pollers receive (hold_ahead_s): the most sends that could get their tokens
     within the time, over the keys used in the last ``recent_s``, so one identity's backlog
     never stops receives for another still in use, and a key not used for a while no longer
-    counts (with none, the room is not known)."""
+    counts unless it is still booked ahead (with none, the room is not known)."""
     clock = Clock()
     limiter = RateLimiter({"slow": 1.0}, burst_s=1.0, clock=clock)
     assert limiter.room(5.0) is None  # nothing in use: what a send would wait is not known
@@ -403,7 +403,9 @@ def test_room_is_the_most_over_the_keys_used_recently() -> None:
     assert limiter.room(8.0) == Room(3, 9)  # its tokens at 6, 7 and 8 s
     limiter.bucket("producer-id")  # an unconfigured key in use, nothing booked: receive
     assert limiter.room(5.0) == Room(5 * 20 + 1, 5 * 20 + 1)  # at the default 20 MPS
-    clock.now += 3.0
-    assert limiter.room(5.0, recent_s=2.0) is None  # neither used in the last 2 s
-    limiter.bucket("slow")
+    clock.now += 3.0  # neither used in the last 2 s, but "slow" is still booked ahead
     assert limiter.room(5.0, recent_s=2.0) == Room(3, 6)  # 3 s on: its tokens at 3, 4, 5 s
+    clock.now += 4.0  # and now it is not
+    assert limiter.room(5.0, recent_s=2.0) is None
+    limiter.bucket("slow")
+    assert limiter.room(5.0, recent_s=2.0) == Room(6, 6)

@@ -13,7 +13,7 @@ as the dependency answers again.
 from __future__ import annotations
 
 import asyncio
-import math
+import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any
@@ -57,7 +57,7 @@ class Consumer:
         batch_linger_s: float = 0.05,
         batch_target: int = MAX_BATCH,
         room: Callable[[float], Room | None] = lambda within_s: UNBOUNDED,
-        hold_ahead_s: float = math.inf,
+        hold_ahead_s: float = 5.0,
         system_attributes: Sequence[str] = (),
         message_attributes: Sequence[str] = (),
     ) -> None:
@@ -85,9 +85,10 @@ class Consumer:
         self._hold_ahead_s = hold_ahead_s
         self._gate = asyncio.Lock()
         self._pending = 0  # messages the receives in progress asked for
+        self._unpaced = 0  # received while the room was not known, and it still is not
         self._received = asyncio.Event()  # set (and replaced) as each receive is done
 
-    async def _room_ahead(self, most: int) -> int:
+    async def _room_ahead(self, most: int) -> tuple[int, bool]:
         """How many messages this poller may receive (at most ``most``), waiting while none:
         no more than can get their tokens within ``hold_ahead_s`` (``room``, the limiter's),
         less what the receives in progress asked for. What a rate-bound worker receives
@@ -103,24 +104,39 @@ class Consumer:
         queue takes a full batch at once, and what cannot be sent within
         ``max_token_wait_s`` is handed back, deferred. One poller at a time looks (the lock),
         again as each receive is done and at least every ``ROOM_RECHECK_S`` (a grant, a
-        throttle or the clock move the schedule). Returns 0 once stopping."""
+        throttle or the clock move the schedule). Messages that book no token (duplicates,
+        expired or bad requests) leave it unknown: then the pollers receive side by side.
+
+        Shut for ``2 * hold_ahead_s`` with no receive in progress, it lets one batch in: the
+        keys it knows are slow, but the queue may hold messages for others behind theirs
+        (what the batch brings for the slow ones is deferred, as ``max_token_wait_s`` says).
+        Returns the messages to ask for, and whether the room was not known; 0 once
+        stopping."""
         # The messages just received book their tokens when their tasks first run: let them.
         await asyncio.sleep(0)
         async with self._gate:
+            shut_since: float | None = None
             while not self._stopping.is_set():
                 room = self._room(self._hold_ahead_s)
                 wait_s = ROOM_RECHECK_S
                 if room is None:
-                    free, batch = (most if self._pending == 0 else 0), 1
+                    unpaced = self._pending == 0 or self._unpaced > 0
+                    free, batch = (most if unpaced else 0), 1
                 else:
+                    self._unpaced = 0
                     free = room.free - self._pending
                     batch = min(most, max(1, room.full // 2))
                     if room.full > 0:  # until the pace frees room for the batch
                         wait_s = (batch - free) * self._hold_ahead_s / room.full
+                    if free < batch and self._pending == 0:
+                        now = time.monotonic()
+                        shut_since = now if shut_since is None else shut_since
+                        if now - shut_since >= 2 * self._hold_ahead_s:
+                            free = batch = most
                 if free >= batch:
                     taken = min(most, free)
                     self._pending += taken
-                    return taken
+                    return taken, room is None
                 self._metrics.receive_waits += 1
                 done = self._received
                 with suppress(TimeoutError):
@@ -129,10 +145,12 @@ class Consumer:
                     ):
                         await done.wait()
                 await asyncio.sleep(0)  # the messages it spawned book their tokens first
-        return 0
+        return 0, False
 
-    def _receive_done(self, asked: int) -> None:
+    def _receive_done(self, asked: int, got: int, unknown: bool) -> None:
         self._pending -= asked
+        if unknown:
+            self._unpaced += got
         self._received.set()
         self._received = asyncio.Event()
 
@@ -193,13 +211,14 @@ class Consumer:
             elif paused:
                 log.info("receiving_resumed", poller=poller, dependency=paused)
                 paused = None
-            asked = await self._room_ahead(most)
+            asked, unknown = await self._room_ahead(most)
+            got, failed = 0, None
             try:
                 if self._stopping.is_set():
                     return
-                failed = await self._receive(asked)
+                got, failed = await self._receive(asked)
             finally:
-                self._receive_done(asked)
+                self._receive_done(asked, got, unknown)
             if failed is None:
                 failures = 0
                 continue
@@ -215,9 +234,9 @@ class Consumer:
             )
             await asyncio.sleep(backoff_s)
 
-    async def _receive(self, most: int) -> Exception | None:
-        """Take slots, receive up to that many messages and hand each to its handler; the
-        error if the receive failed."""
+    async def _receive(self, most: int) -> tuple[int, Exception | None]:
+        """Take slots, receive up to that many messages and hand each to its handler: how
+        many came, or the error if the receive failed."""
         taken = await self._take_slots(most)
         try:
             response = await self._client.receive_message(
@@ -234,7 +253,7 @@ class Consumer:
             self._release_slots(taken)
             self._health.count(SQS, "receive", describe(exc))
             self._health.failed(SQS, describe(exc))
-            return exc
+            return 0, exc
         self._health.ok(SQS)
         messages = [QueueMessage.from_sqs(raw) for raw in response.get("Messages") or []]
         self._release_slots(taken - len(messages))
@@ -244,7 +263,7 @@ class Consumer:
             # Even one that arrives after shutdown began goes to its handler: it hands it
             # straight back, minding the receive count (see Holding.hand_back).
             self._spawn(message)
-        return None
+        return len(messages), None
 
     def _failing(self) -> str | None:
         return next((d for d in PAUSE_WHILE_FAILING if self._health.failing(d)), None)

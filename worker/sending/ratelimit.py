@@ -268,7 +268,12 @@ class RateLimiter:
         in the last ``recent_s`` (``None``: none): configured ones, and the unconfigured ones
         from the newest end while recent."""
         since = self._clock() - recent_s
-        recent = [e for e in self._configured.values() if e.last_used >= since]
+        # (a configured key still booked ahead is in use, however long ago it was booked)
+        recent = [
+            e
+            for e in self._configured.values()
+            if e.last_used >= since or e.bucket.next_wait_s() > 0
+        ]
         for entry in reversed(self._lru.values()):
             if entry.last_used < since:
                 break

@@ -50,7 +50,9 @@ def decode_share(raw: dict[str, Any] | None, seen_at_ms: int | None = None) -> s
             int(v["M"]["W"]["N"]),
             int(v["M"]["U"]["N"]),
             int(v["M"].get("R", {}).get("N", "0")),
-            int(v["M"].get("F", {}).get("N", "0")),  # (not written before 2026-12: 0)
+            # not written before 2026-12: such a lease is short while below what it asked
+            # for, so nobody borrows past a worker of the previous release (a rolling deploy)
+            int(v["M"].get("F", v["M"]["W"])["N"]),
         )
         for worker, v in raw.get("Leases", {}).get("M", {}).items()
     }

@@ -84,7 +84,8 @@ class _Share:
         self.used_tokens = 0  # handed out since the last renewal
         self.waited = False  # a send waited for its token since the last renewal
         self.waiters = 0  # sends waiting for their token now
-        self.last_renew = now
+        self.last_renew = now  # the last renewal written
+        self.last_attempt = now  # the last renewal begun (written, refused or failed)
         self.last_used = now
         self.changed = asyncio.Event()
 
@@ -98,9 +99,11 @@ class _Share:
         return self.quota_mps
 
     def next_wait_s(self, tokens: int = 1) -> float:
-        renewal_s = max(TICK_S, self.next_renew - time.monotonic())
         if self.grant_mps < MIN_GRANT_MPS:  # no grant yet: until the next renewal
-            return renewal_s
+            if self.idle:  # the renewal a waiting send asks for (ask_again)
+                return max(TICK_S, self.last_attempt + sh.RENEW_MIN_S - time.monotonic())
+            return max(TICK_S, self.next_renew - time.monotonic())
+        renewal_s = max(TICK_S, self.next_renew - time.monotonic())
         waited_s = self.bucket.next_wait_s(tokens)
         if self.short:
             # Less than its fair share, the others hold the rest until their renewals: a
@@ -111,10 +114,15 @@ class _Share:
 
     def room(self, within_s: float) -> Room:
         """How many more of this worker's sends for the key could get their tokens within
-        ``within_s``: with no grant yet (its first renewal pending), at the share it may
-        expect, less the sends already waiting for one."""
+        ``within_s``: at the grant; below the fair share (a short lease, whose grant grows to
+        it at the renewal), what is booked at the fair share; with no grant yet (its first
+        renewal pending), at the share it may expect, less the sends already waiting."""
         if self.grant_mps >= MIN_GRANT_MPS:
-            return Room.of(self.next_wait_s(), self.bucket.rate_mps, within_s)
+            booked_s = self.bucket.next_wait_s()
+            if self.lease is None or not self.short:
+                return Room.of(booked_s, self.bucket.rate_mps, within_s)
+            fair_mps = self.lease.fair_mmps / sh.MILLI
+            return Room.of(booked_s * self.bucket.rate_mps / fair_mps, fair_mps, within_s)
         expected_mps = self.quota_mps / max(1, self.live_workers)
         if self.lease is not None and self.lease.fair_mmps > 0:
             expected_mps = self.lease.fair_mmps / sh.MILLI
@@ -124,15 +132,20 @@ class _Share:
     def short(self) -> bool:
         return self.lease is not None and self.lease.short
 
+    @property
+    def idle(self) -> bool:
+        """Granted nothing because the last renewal asked for nothing."""
+        lease = self.lease
+        return lease is not None and lease.want_mmps == 0 and not lease.short
+
     def ask_again(self) -> None:
         """A send waits, and the grant is nothing because the last renewal asked for nothing
         (the worker was idle): renew as soon as the renewals' floor allows, not a period
         later (up to 10 s: a message sent to an idle worker would wait that long). A grant
         that is nothing for want of free quota (a short lease) renews just after the
         others' renewals already."""
-        if self.lease is None or self.short or self.lease.want_mmps > 0:
-            return
-        self.next_renew = min(self.next_renew, self.last_renew + sh.RENEW_MIN_S)
+        if self.idle:  # (at most one attempt a second, refused or not)
+            self.next_renew = min(self.next_renew, self.last_attempt + sh.RENEW_MIN_S)
 
     def set_grant(self, grant_mps: float) -> None:
         if grant_mps == self.grant_mps:
@@ -242,7 +255,9 @@ class SharedLimiter(BackgroundService):
 
     def room(self, within_s: float, recent_s: float = ROOM_RECENT_S) -> Room | None:
         since = time.monotonic() - recent_s
-        rooms = [s.room(within_s) for s in self._shares.values() if s.last_used >= since]
+        # a key whose sends still wait for their tokens is in use, however long ago they came
+        shares = self._shares.values()
+        rooms = [s.room(within_s) for s in shares if s.last_used >= since or s.waiters]
         return max(rooms, default=None)
 
     def most_recent(self, limit: int) -> list[tuple[str, _Share]]:
@@ -278,7 +293,7 @@ class SharedLimiter(BackgroundService):
                 self.spawn(self._decrease(key, lowered, at_ms, seen), name="rate_share_decrease")
             if share.renewing:
                 continue
-            if now - share.last_used > IDLE_S:
+            if now - share.last_used > IDLE_S and not share.waiters:
                 del self._shares[key]
                 if share.lease is not None:
                     self.spawn(self._release(key, share.lease), name="rate_share_release")
@@ -300,6 +315,7 @@ class SharedLimiter(BackgroundService):
 
     async def _renew_once(self, key: str, share: _Share) -> None:
         now = time.monotonic()
+        share.last_attempt = now
         elapsed_s = max(1e-3, now - share.last_renew)
         waited = share.waited or share.waiters > 0
         want = sh.want_mps(share.used_tokens / elapsed_s, waited, share.quota_mps, share.grant_mps)
