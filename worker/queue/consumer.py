@@ -86,6 +86,8 @@ class Consumer:
         self._gate = asyncio.Lock()
         self._pending = 0  # messages the receives in progress asked for
         self._unpaced = 0  # received while the room was not known, and it still is not
+        self._intake = 0  # messages the gate let in since _intake_since
+        self._intake_since = time.monotonic()
         self._received = asyncio.Event()  # set (and replaced) as each receive is done
 
     async def _room_ahead(self, most: int) -> tuple[int, bool]:
@@ -107,15 +109,16 @@ class Consumer:
         throttle or the clock move the schedule). Messages that book no token (duplicates,
         expired or bad requests) leave it unknown: then the pollers receive side by side.
 
-        Shut for ``2 * hold_ahead_s`` with no receive in progress, it lets one batch in: the
-        keys it knows are slow, but the queue may hold messages for others behind theirs
-        (what the batch brings for the slow ones is deferred, as ``max_token_wait_s`` says).
+        It lets at least a batch in every ``hold_ahead_s``: the keys it knows may be
+        slow, but the queue may hold messages for others behind theirs (what such a batch
+        brings for the slow ones is held, up to ``max_token_wait_s``, then deferred), so a
+        slow identity paces the intake of a queue that mixes identities no lower than ten
+        messages per ``hold_ahead_s``.
         Returns the messages to ask for, and whether the room was not known; 0 once
         stopping."""
         # The messages just received book their tokens when their tasks first run: let them.
         await asyncio.sleep(0)
         async with self._gate:
-            shut_since: float | None = None
             while not self._stopping.is_set():
                 room = self._room(self._hold_ahead_s)
                 wait_s = ROOM_RECHECK_S
@@ -128,13 +131,11 @@ class Consumer:
                     batch = min(most, max(1, room.full // 2))
                     if room.full > 0:  # until the pace frees room for the batch
                         wait_s = (batch - free) * self._hold_ahead_s / room.full
-                    if free < batch and self._pending == 0:
-                        now = time.monotonic()
-                        shut_since = now if shut_since is None else shut_since
-                        if now - shut_since >= 2 * self._hold_ahead_s:
-                            free = batch = most
+                    if free < most and self._intake_short(most):
+                        free = batch = most
                 if free >= batch:
                     taken = min(most, free)
+                    self._count_intake(taken)
                     self._pending += taken
                     return taken, room is None
                 self._metrics.receive_waits += 1
@@ -146,6 +147,17 @@ class Consumer:
                         await done.wait()
                 await asyncio.sleep(0)  # the messages it spawned book their tokens first
         return 0, False
+
+    def _intake_short(self, most: int) -> bool:
+        """Fewer than ``most`` messages let in over the last ``hold_ahead_s`` (or longer)."""
+        elapsed_s = time.monotonic() - self._intake_since
+        return elapsed_s >= self._hold_ahead_s and self._intake < most
+
+    def _count_intake(self, taken: int) -> None:
+        now = time.monotonic()
+        if now - self._intake_since >= self._hold_ahead_s:
+            self._intake, self._intake_since = 0, now
+        self._intake += taken
 
     def _receive_done(self, asked: int, got: int, unknown: bool) -> None:
         self._pending -= asked
