@@ -94,7 +94,13 @@ def simulate(
                     w.writes.append(t)
                     w.pace(p.grant_mps, t)
                     follow = sh.correction(
-                        p, item, w.wanted_mps, quota, now_ms, renew_max_s=renew_max_s
+                        p,
+                        item,
+                        w.wanted_mps,
+                        quota,
+                        now_ms,
+                        renew_max_s=renew_max_s,
+                        jitter=w.jitter,
                     )
                     if follow is not None:  # the executor writes the shrink at once
                         w.submit(follow, t, rng)

@@ -349,7 +349,13 @@ class SharedLimiter(BackgroundService):
                 continue
             self._renewed(key, share, p, want, now)
             follow = sh.correction(
-                p, share.view, want, share.quota_mps, self._now_ms(), renew_max_s=renew_max_s
+                p,
+                share.view,
+                want,
+                share.quota_mps,
+                self._now_ms(),
+                renew_max_s=renew_max_s,
+                jitter=jitter,
             )
             if follow is None:
                 return

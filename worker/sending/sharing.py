@@ -283,6 +283,7 @@ def correction(
     now_ms: int,
     *,
     renew_max_s: float = RENEW_MAX_S,
+    jitter: float = 1.0,
 ) -> Plan | None:
     """The write of ``done`` returned ``item`` (the key as it is now): the next plan, if it
     shrinks the grant (workers joined or wanted more since the view ``done`` came from), so
@@ -291,8 +292,11 @@ def correction(
     view a period old, and waiting another period for it would leave the quota unused). A
     borrow stays while no lease is short: the next plan borrows the same. A lease that the
     item shows short (another borrowed what ``done`` meant to take) is written so: that is
-    what makes the borrower give it back at its next renewal."""
-    follow = plan(item, done.worker, want, ceiling_mps, now_ms, renew_max_s=renew_max_s)
+    what makes the borrower give it back at its next renewal. ``jitter`` is ``done``'s (a
+    follow-up write keeps the renewal's place in the spread)."""
+    follow = plan(
+        item, done.worker, want, ceiling_mps, now_ms, renew_max_s=renew_max_s, jitter=jitter
+    )
     grows = follow.lease.grant_mmps - done.lease.grant_mmps
     worth = BORROW_MIN_FRACTION * to_milli(shared_rate_mps(item, ceiling_mps, now_ms))
     if grows < 0 or grows >= worth or follow.lease.short > done.lease.short:
