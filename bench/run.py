@@ -120,7 +120,8 @@ def contender_argv(kind: str, queue_url: str, table: str) -> list[str]:
         argv = [sys.executable, "-m", "worker", "run"]
         profile_dir = os.environ.get("BENCH_PROFILE_DIR")
         if profile_dir:  # a py-spy profile per worker (its CPU figures then include py-spy's)
-            out = Path(profile_dir) / f"worker-{int(time.time() * 1000)}.txt"
+            # (named apart: several workers start within a millisecond)
+            out = Path(profile_dir) / f"worker-{time.time_ns()}-{os.urandom(3).hex()}.txt"
             argv = ["py-spy", "record", "-r", "250", "-f", "raw", "-o", str(out), "--", *argv]
         return argv
     return [sys.executable, "-m", "bench.baselines", kind, queue_url, table]
