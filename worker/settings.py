@@ -15,43 +15,11 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_IDENTITY_KEY = "default"
-#: The channel names a rate-limit key may end with (``IDENTITY/SMS``).
-CHANNEL_SUFFIXES = frozenset({"SMS", "MMS"})
+from worker.model.rate_limits import DEFAULT_IDENTITY_KEY, parse_rate_limits, quota_for
+
 ENV_PREFIX = "SMS_WORKER_"
 #: Variables with the prefix that are not settings (the test suite's own).
 NOT_SETTINGS = frozenset({"SMS_WORKER_TEST_LOGS", "SMS_WORKER_FAULT_CELLS"})
-
-
-def parse_rate_limits(raw: str | dict[str, float]) -> dict[str, float]:
-    """Parse ``"default=20,+18005550100=3,pool-abc=100"`` into ``{identity: mps}``."""
-    items: list[tuple[str, object]]
-    if isinstance(raw, dict):
-        items = list(raw.items())
-    else:
-        items = []
-        for part in raw.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            key, sep, value = part.rpartition("=")
-            if not sep or not key.strip():
-                raise ValueError(
-                    f"rate limit entry {part!r} is not IDENTITY=MPS; "
-                    "write e.g. 'default=20,+18005550100=3'"
-                )
-            items.append((key.strip(), value.strip()))
-    limits: dict[str, float] = {}
-    for key, raw_mps in items:
-        try:
-            mps = float(str(raw_mps))
-        except ValueError:
-            raise ValueError(f"rate limit for {key!r} is {raw_mps!r}, not a number") from None
-        if not mps > 0:
-            raise ValueError(f"rate limit for {key!r} must be > 0 messages per second")
-        limits[key] = mps
-    limits.setdefault(DEFAULT_IDENTITY_KEY, 20.0)
-    return limits
 
 
 class Settings(BaseSettings):
@@ -370,20 +338,8 @@ class Settings(BaseSettings):
         return queues * (self.max_in_flight + self.pollers) + 10
 
     def rate_for(self, key: str) -> float:
-        """The quota (per second: messages, or an SMS's message parts) of a rate-limit key:
-        ``IDENTITY`` (an MMS's) or ``IDENTITY/SMS`` (an SMS's, ``default/SMS`` without an
-        identity). The first configured of: the channel's entry (``IDENTITY/MMS`` for a bare
-        identity), the identity's, then ``default``. The one place a key's quota is decided."""
-        limits = self.rate_limits
-        identity, _, channel = key.rpartition("/")  # an ARN identity holds '/' itself
-        if channel in CHANNEL_SUFFIXES:
-            candidates: tuple[str, ...] = (key, identity)
-        else:
-            candidates = (f"{key}/MMS", key)
-        for candidate in candidates:
-            if candidate in limits:
-                return limits[candidate]
-        return limits[DEFAULT_IDENTITY_KEY]
+        """The quota of a rate-limit key (see :func:`worker.model.rate_limits.quota_for`)."""
+        return quota_for(self.rate_limits, key)
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
