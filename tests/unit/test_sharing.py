@@ -93,15 +93,8 @@ def simulate(
                     w.view = replace(item, seen_at_ms=now_ms)  # read on its clock
                     w.writes.append(t)
                     w.pace(p.grant_mps, t)
-                    follow = sh.correction(
-                        p,
-                        item,
-                        w.wanted_mps,
-                        quota,
-                        now_ms,
-                        renew_max_s=renew_max_s,
-                        jitter=w.jitter,
-                    )
+                    capacity_mps = sh.shared_rate_mps(item, quota, now_ms)
+                    follow = sh.correction(p, plan(item, w, w.wanted_mps, now_ms), capacity_mps)
                     if follow is not None:  # the executor writes the shrink at once
                         w.submit(follow, t, rng)
                         continue

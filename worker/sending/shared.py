@@ -3,11 +3,11 @@
 The rules are pure functions in :mod:`worker.sending.sharing` (leases that expire, grants
 that grow only into free quota, max-min fair by demand, a shared AIMD); this module is their
 executor. Per rate-limit key it keeps this worker's grant, paces the key's sends locally at
-that grant (an :class:`~worker.sending.ratelimit.IdentityBucket`, GCRA on the monotonic
+that grant (a :class:`~worker.sending.paced_share.PacedShare`, GCRA on the monotonic
 clock: no DynamoDB call per message) and renews the lease in the key's item
 (``RequestId = "rateshare#<key>"``) every few seconds with one conditional ``UpdateItem``.
 
-If a renewal fails or takes longer than ``RENEW_TIMEOUT_S``, the key falls back to a
+If a renewal fails or takes longer than ``sharing.RENEW_TIMEOUT_S``, the key falls back to a
 conservative local share, the quota divided by the workers last seen live (never above the
 quota), until a renewal succeeds again: a ``rate_sharing_fallback`` warning, the
 ``sms_worker_rate_sharing_fallback`` gauge and a ``/readyz`` reason say so. On close the
@@ -40,23 +40,15 @@ from worker.sending.limiter import (
     Room,
     SharingView,
 )
-from worker.sending.ratelimit import IdentityBucket
+from worker.sending.paced_share import MIN_GRANT_MPS, TICK_S, PacedShare
 from worker.sending.share_table import ShareTable
 from worker.settings import Settings
 from worker.status.model import KeyFamily
 
 log = get_logger(__name__)
 
-#: How often the renewals due are looked for.
-TICK_S = 0.2
-RENEW_TIMEOUT_S = sh.RENEW_TIMEOUT_S
 #: A key unused for this long gives its lease back and is forgotten.
 IDLE_S = 60.0
-#: The smallest grant paced by the bucket (the leases' resolution); below it, sends wait for
-#: a renewal.
-MIN_GRANT_MPS = 1 / sh.MILLI
-
-
 #: A renewal that moves the grant by this part of the quota logs ``rate_share_changed``.
 LOG_CHANGE_FRACTION = 0.05
 
@@ -64,97 +56,6 @@ LOG_CHANGE_FRACTION = 0.05
 def worker_id() -> str:
     """Unique per process: the host, the pid and a random part (a restarted pid is another)."""
     return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
-class _Share:
-    """One key as this worker paces it: its grant, its bucket, its view of the item."""
-
-    def __init__(self, quota_mps: float, burst_s: float, now: float) -> None:
-        self.quota_mps = quota_mps
-        self.bucket = IdentityBucket(quota_mps, burst_s)
-        self.grant_mps = 0.0
-        self.view: sh.ShareItem | None = None
-        self.lease: sh.Lease | None = None  # as last written
-        self.wanted_mps = quota_mps  # what the last lease asked for
-        self.decrease: tuple[int, int, sh.ShareItem] | None = None  # a throttle's, to write
-        self.live_workers = 1
-        self.next_renew = now  # monotonic
-        self.renewing = False
-        self.fallback_since: float | None = None  # monotonic; None: not on the fallback
-        self.used_tokens = 0  # handed out since the last renewal
-        self.waited = False  # a send waited for its token since the last renewal
-        self.waiters = 0  # sends waiting for their token now
-        self.last_renew = now  # the last renewal written
-        self.last_attempt = now  # the last renewal begun (written, refused or failed)
-        self.last_used = now
-        self.changed = asyncio.Event()
-
-    # KeyRate, for metrics and the progress line
-    @property
-    def rate_mps(self) -> float:
-        return self.grant_mps and self.bucket.rate_mps
-
-    @property
-    def ceiling_mps(self) -> float:
-        return self.quota_mps
-
-    def next_wait_s(self, tokens: int = 1) -> float:
-        if self.grant_mps < MIN_GRANT_MPS:  # no grant yet: until the next renewal
-            if self.idle:  # the renewal a waiting send asks for (ask_again)
-                return max(TICK_S, self.last_attempt + sh.RENEW_MIN_S - time.monotonic())
-            return max(TICK_S, self.next_renew - time.monotonic())
-        renewal_s = max(TICK_S, self.next_renew - time.monotonic())
-        waited_s = self.bucket.next_wait_s(tokens)
-        if self.short:
-            # Less than its fair share, the others hold the rest until their renewals: a
-            # grant of a few milli-MPS would put the next token hours away, and the
-            # message handed back for that long. The grant grows at its next renewal.
-            return min(waited_s, renewal_s)
-        return waited_s
-
-    def room(self, within_s: float) -> Room:
-        """How many more of this worker's sends for the key could get their tokens within
-        ``within_s``: at the grant; below the fair share (a short lease, whose grant grows to
-        it at the renewal), what is booked at the fair share; with no grant yet (its first
-        renewal pending), at the share it may expect, less the sends already waiting."""
-        if self.grant_mps >= MIN_GRANT_MPS:
-            booked_s = self.bucket.next_wait_s()
-            if self.lease is None or not self.short:
-                return Room.of(booked_s, self.bucket.rate_mps, within_s)
-            fair_mps = self.lease.fair_mmps / sh.MILLI
-            return Room.of(booked_s * self.bucket.rate_mps / fair_mps, fair_mps, within_s)
-        expected_mps = self.quota_mps / max(1, self.live_workers)
-        if self.lease is not None and self.lease.fair_mmps > 0:
-            expected_mps = self.lease.fair_mmps / sh.MILLI
-        return Room.of(self.next_wait_s(), expected_mps, within_s, waiting=self.waiters)
-
-    @property
-    def short(self) -> bool:
-        return self.lease is not None and self.lease.short
-
-    @property
-    def idle(self) -> bool:
-        """Granted nothing because the last renewal asked for nothing."""
-        lease = self.lease
-        return lease is not None and lease.want_mmps == 0 and not lease.short
-
-    def ask_again(self) -> None:
-        """A send waits, and the grant is nothing because the last renewal asked for nothing
-        (the worker was idle): renew as soon as the renewals' floor allows, not a period
-        later (up to 10 s: a message sent to an idle worker would wait that long). A grant
-        that is nothing for want of free quota (a short lease) renews just after the
-        others' renewals already."""
-        if self.idle:  # (at most one attempt a second, refused or not)
-            self.next_renew = min(self.next_renew, self.last_attempt + sh.RENEW_MIN_S)
-
-    def set_grant(self, grant_mps: float) -> None:
-        if grant_mps == self.grant_mps:
-            return
-        self.grant_mps = grant_mps
-        if grant_mps >= MIN_GRANT_MPS:
-            self.bucket.set_ceiling(grant_mps)
-        self.changed.set()  # wake the waiters: their slots are void
-        self.changed = asyncio.Event()
 
 
 class SharedLimiter(BackgroundService):
@@ -175,7 +76,7 @@ class SharedLimiter(BackgroundService):
         self._health = health
         self._wall = wall
         self.worker = worker or worker_id()
-        self._shares: dict[str, _Share] = {}
+        self._shares: dict[str, PacedShare] = {}
         self.every(TICK_S, self._tick, name="rate_sharing")
 
     @classmethod
@@ -193,12 +94,12 @@ class SharedLimiter(BackgroundService):
     def _now_ms(self) -> int:
         return int(self._wall() * 1000)
 
-    def _share(self, key: str) -> _Share:
+    def _share(self, key: str) -> PacedShare:
         share = self._shares.get(key)
         now = time.monotonic()
         if share is None:
             # renewed by the next tick, in the loop's task (not in the caller's log context)
-            share = _Share(self._s.rate_for(key), self._s.rate_burst_s, now)
+            share = PacedShare(self._s.rate_for(key), self._s.rate_burst_s, now)
             self._shares[key] = share
         share.last_used = now
         return share
@@ -260,7 +161,7 @@ class SharedLimiter(BackgroundService):
         rooms = [s.room(within_s) for s in shares if s.last_used >= since or s.waiters]
         return max(rooms, default=None)
 
-    def most_recent(self, limit: int) -> list[tuple[str, _Share]]:
+    def most_recent(self, limit: int) -> list[tuple[str, PacedShare]]:
         ranked = sorted(self._shares.items(), key=lambda kv: kv[1].last_used, reverse=True)
         return ranked[: max(0, limit)]
 
@@ -300,20 +201,20 @@ class SharedLimiter(BackgroundService):
             elif now >= share.next_renew:
                 self._spawn_renewal(key, share)
 
-    def _spawn_renewal(self, key: str, share: _Share) -> None:
+    def _spawn_renewal(self, key: str, share: PacedShare) -> None:
         share.renewing = True
         self.spawn(self._renew(key, share), name="rate_share_renew")
 
-    async def _renew(self, key: str, share: _Share) -> None:
+    async def _renew(self, key: str, share: PacedShare) -> None:
         try:
-            async with asyncio.timeout(RENEW_TIMEOUT_S):
+            async with asyncio.timeout(sh.RENEW_TIMEOUT_S):
                 await self._renew_once(key, share)
         except Exception as exc:  # timeouts included: the fallback, said once
             self._fall_back(key, share, exc)
         finally:
             share.renewing = False
 
-    async def _renew_once(self, key: str, share: _Share) -> None:
+    async def _renew_once(self, key: str, share: PacedShare) -> None:
         now = time.monotonic()
         share.last_attempt = now
         elapsed_s = max(1e-3, now - share.last_renew)
@@ -348,21 +249,14 @@ class SharedLimiter(BackgroundService):
                 p = plan(share.view)
                 continue
             self._renewed(key, share, p, want, now)
-            follow = sh.correction(
-                p,
-                share.view,
-                want,
-                share.quota_mps,
-                self._now_ms(),
-                renew_max_s=renew_max_s,
-                jitter=jitter,
-            )
+            capacity_mps = sh.shared_rate_mps(share.view, share.quota_mps, self._now_ms())
+            follow = sh.correction(p, plan(share.view), capacity_mps)
             if follow is None:
                 return
             p = follow  # others joined since the view: shrink now, not a period later
         share.next_renew = now + sh.RENEW_MIN_S  # refused: others are busy writing
 
-    def _renewed(self, key: str, share: _Share, p: sh.Plan, want: float, now: float) -> None:
+    def _renewed(self, key: str, share: PacedShare, p: sh.Plan, want: float, now: float) -> None:
         before_mps = share.lease.grant_mmps / sh.MILLI if share.lease is not None else 0.0
         if abs(p.grant_mps - before_mps) >= LOG_CHANGE_FRACTION * share.quota_mps:
             log.info(
@@ -387,7 +281,7 @@ class SharedLimiter(BackgroundService):
         if self._health is not None:
             self._health.ok(DYNAMODB)
 
-    def _fall_back(self, key: str, share: _Share, exc: BaseException) -> None:
+    def _fall_back(self, key: str, share: PacedShare, exc: BaseException) -> None:
         code = describe(exc)
         if self._health is not None:
             self._health.count(DYNAMODB, "rate_share", code)
@@ -430,7 +324,7 @@ class SharedLimiter(BackgroundService):
         await super()._drain()
         if leases:
             with suppress(TimeoutError):  # what is not released expires by itself
-                async with asyncio.timeout(RENEW_TIMEOUT_S):
+                async with asyncio.timeout(sh.RENEW_TIMEOUT_S):
                     await asyncio.gather(*(self._release(key, x) for key, x in leases))
         log.info(
             "rate_sharing_finished",

@@ -275,30 +275,17 @@ def plan(
     return Plan(me, lease, delta, previous, reclaim, limit, n_live, period, to_milli(fair), next_s)
 
 
-def correction(
-    done: Plan,
-    item: ShareItem,
-    want: float,
-    ceiling_mps: float,
-    now_ms: int,
-    *,
-    renew_max_s: float = RENEW_MAX_S,
-    jitter: float = 1.0,
-) -> Plan | None:
-    """The write of ``done`` returned ``item`` (the key as it is now): the next plan, if it
-    shrinks the grant (workers joined or wanted more since the view ``done`` came from), so
-    the shrink is written at once rather than a renewal period later, or if it grows it by
-    ``BORROW_MIN_FRACTION`` of the rate (quota was given back since: ``done`` came from a
-    view a period old, and waiting another period for it would leave the quota unused). A
-    borrow stays while no lease is short: the next plan borrows the same. A lease that the
-    item shows short (another borrowed what ``done`` meant to take) is written so: that is
-    what makes the borrower give it back at its next renewal. ``jitter`` is ``done``'s (a
-    follow-up write keeps the renewal's place in the spread)."""
-    follow = plan(
-        item, done.worker, want, ceiling_mps, now_ms, renew_max_s=renew_max_s, jitter=jitter
-    )
+def correction(done: Plan, follow: Plan, capacity_mps: float) -> Plan | None:
+    """The write of ``done`` returned the key as it is now, and ``follow`` is the plan from
+    it: whether to write it at once. Yes if it shrinks the grant (workers joined or wanted
+    more since the view ``done`` came from), rather than a renewal period later; if it grows
+    it by ``BORROW_MIN_FRACTION`` of the shared rate ``capacity_mps`` (quota was given back
+    since: ``done`` came from a view a period old, and waiting another period for it would
+    leave the quota unused). A borrow stays while no lease is short: ``follow`` borrows the
+    same. A lease that the item shows short (another borrowed what ``done`` meant to take) is
+    written so: that is what makes the borrower give it back at its next renewal."""
     grows = follow.lease.grant_mmps - done.lease.grant_mmps
-    worth = BORROW_MIN_FRACTION * to_milli(shared_rate_mps(item, ceiling_mps, now_ms))
+    worth = BORROW_MIN_FRACTION * to_milli(capacity_mps)
     if grows < 0 or grows >= worth or follow.lease.short > done.lease.short:
         return follow
     return None
