@@ -563,7 +563,7 @@ def scenarios(quick: bool) -> list[Scenario]:
         # of the harness (and of moto, whose SendMessageBatch barely outpaces the quota).
         *(
             Scenario(
-                f"scale-out-shared-x{workers}",
+                f"scale-out-{kind}-x{workers}",
                 n,
                 mps=20.0,
                 identities=(IDENTITIES[1],),
@@ -571,23 +571,13 @@ def scenarios(quick: bool) -> list[Scenario]:
                 workers=workers,
                 backlog=100 + workers * MAX_IN_FLIGHT,
                 prefill=True,
+                rate_sharing="dynamodb" if kind == "shared" else "none",
+                split=kind == "split",
             )
-            for workers in (1, 3, 6)
-        ),
-        # The control of the x6 row: the same six workers, each configured a sixth of the
-        # quota and no sharing (no lease, no borrowing, nothing to follow): what six
-        # processes at 3.3 MPS cost per message on this machine, beside one at 20 MPS.
-        Scenario(
-            "scale-out-split-x6",
-            n,
-            mps=20.0,
-            identities=(IDENTITIES[1],),
-            contenders=("worker",),
-            workers=6,
-            backlog=100 + 6 * MAX_IN_FLIGHT,
-            prefill=True,
-            rate_sharing="none",
-            split=True,
+            # split-x6 is the control of the x6 row: the same six workers, each configured a
+            # sixth of the quota and no sharing (no lease, no borrowing, nothing to follow):
+            # what six processes at 3.3 MPS cost per message here, beside one at 20 MPS.
+            for kind, workers in (("shared", 1), ("shared", 3), ("shared", 6), ("split", 6))
         ),
         # Workers join and leave mid-campaign (churn()): how soon the quota is used again.
         Scenario(
