@@ -330,6 +330,12 @@ class Settings(BaseSettings):
         return max(1, min(10, self.max_in_flight // (2 * self.pollers)))
 
     @property
+    def receive_hold_ahead_s(self) -> float:
+        """What the receive gate holds ahead: ``hold_ahead_s``, at most ``max_token_wait_s``
+        (what it let in beyond that would be handed back, deferred)."""
+        return min(self.hold_ahead_s, self.max_token_wait_s)
+
+    @property
     def connection_pool_size(self) -> int:
         """Connections each client may keep: one per message that can be held at once
         (``max_in_flight`` per queue drained: the send queue's and, when set, the events

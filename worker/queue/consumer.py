@@ -56,7 +56,7 @@ class Consumer:
         busy: Callable[[], bool] = lambda: False,
         batch_linger_s: float = 0.05,
         batch_target: int = MAX_BATCH,
-        room: Callable[[float], Room | None] = lambda within_s: UNBOUNDED,
+        room: Callable[[float], Room | None] | None = None,
         hold_ahead_s: float = 5.0,
         system_attributes: Sequence[str] = (),
         message_attributes: Sequence[str] = (),
@@ -81,7 +81,8 @@ class Consumer:
         self._batch_linger_s = batch_linger_s
         self._batch_target = max(1, min(MAX_BATCH, batch_target))
         self._taking = asyncio.Lock()
-        self._room = room
+        # None: a route whose messages book no token receives as its slots allow
+        self._room = room or _unpaced
         self._hold_ahead_s = hold_ahead_s
         self._gate = asyncio.Lock()
         self._pending = 0  # messages the receives in progress asked for
@@ -283,3 +284,7 @@ class Consumer:
     def _release_slots(self, count: int) -> None:
         for _ in range(count):
             self._slots.release()
+
+
+def _unpaced(within_s: float) -> Room | None:
+    return UNBOUNDED

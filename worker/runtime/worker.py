@@ -34,14 +34,7 @@ from worker.queue.extender import VisibilityExtender
 from worker.queue.message import QueueMessage
 from worker.runtime.startup import check_dependencies
 from worker.sending.cooldown import Cooldown
-from worker.sending.limiter import (
-    SHARING_BACKENDS,
-    UNBOUNDED,
-    Limiter,
-    LimiterContext,
-    Room,
-    build_limiter,
-)
+from worker.sending.limiter import SHARING_BACKENDS, Limiter, LimiterContext, build_limiter
 from worker.settings import Settings
 
 log = get_logger(__name__)
@@ -191,9 +184,8 @@ class Worker:
                 batch_linger_s=s.receive_linger_ms / 1000,
                 batch_target=s.receive_batch_target,
                 # only sends are paced: the events queue's handler books no token
-                room=self.limiter.room if hosted.route.handler == "send" else _unbounded,
-                # what it lets in beyond max_token_wait_s would be handed back, deferred
-                hold_ahead_s=min(s.hold_ahead_s, s.max_token_wait_s),
+                room=self.limiter.room if hosted.route.handler == "send" else None,
+                hold_ahead_s=s.receive_hold_ahead_s,
                 system_attributes=tracing.system_attributes
                 + (SAMPLED_ATTRIBUTES if s.metrics_port else ()),
                 message_attributes=tracing.message_attributes,
@@ -316,10 +308,6 @@ class Worker:
                 )
         finally:
             forced.cancel()
-
-
-def _unbounded(within_s: float) -> Room | None:
-    return UNBOUNDED  # a route that sends nothing receives as its slots allow
 
 
 def _log_quietly(event: str, **fields: Any) -> None:
