@@ -120,9 +120,12 @@ def contender_argv(kind: str, queue_url: str, table: str) -> list[str]:
         argv = [sys.executable, "-m", "worker", "run"]
         profile_dir = os.environ.get("BENCH_PROFILE_DIR")
         if profile_dir:  # a py-spy profile per worker (its CPU figures then include py-spy's)
-            # (named apart: several workers start within a millisecond)
+            # (named apart: several workers start within a millisecond). --gil: samples of the
+            # thread running Python only, so a profile counts CPU, not the idle loop's poll
+            # nor the idle executor threads (without it they were most of the samples).
             out = Path(profile_dir) / f"worker-{time.time_ns()}-{os.urandom(3).hex()}.txt"
-            argv = ["py-spy", "record", "-r", "250", "-f", "raw", "-o", str(out), "--", *argv]
+            record = ["py-spy", "record", "--gil", "-r", "250", "-f", "raw", "-o", str(out)]
+            argv = [*record, "--", *argv]
         return argv
     return [sys.executable, "-m", "bench.baselines", kind, queue_url, table]
 
