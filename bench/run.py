@@ -209,7 +209,12 @@ async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row
             prefilled = await prefill(scenario, sqs, res.queue_url)
         for _ in range(scenario.workers):
             await spawn()
-        startup_cpu_s = sum([await settled_cpu(p.pid) for p in procs])
+        startup_cpu_s = 0.0
+        if kind == "worker":
+            for path, at in zip(log_paths, offsets, strict=True):
+                await logged_start(path, at)
+        else:
+            startup_cpu_s = sum([await settled_cpu(p.pid) for p in procs])
         started = time.monotonic()
         changes: dict[str, float] = {}
         churning = None
@@ -226,13 +231,17 @@ async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row
         if events_url is not None:
             await drained(sqs, events_url)
             events_drain_s = time.monotonic() - started
-        cpu_s, rss_mb = -startup_cpu_s, 0.0
-        for proc in procs:
+        cpu_s, rss_mb = 0.0, 0.0
+        for proc, path, at in zip(procs, log_paths, offsets, strict=True):
             if proc.returncode is not None:
                 continue  # churn: the killed and the stopped ones (their CPU is not counted)
             stats = proc_stats(proc.pid)
             cpu_s += stats.cpu_s
             rss_mb = max(rss_mb, stats.peak_rss_mb)
+            if kind == "worker":  # its own count of what starting cost, joiners' too
+                cpu_s -= float(final_event(run_log(path, at), "started")["startup_cpu_s"])
+        if kind != "worker":
+            cpu_s -= startup_cpu_s
         servers_cpu = servers.cpu_s()
         for proc in procs:
             if proc.returncode is None:
@@ -390,8 +399,20 @@ async def _reap(proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
 
 
+async def logged_start(path: Path, offset: int, timeout_s: float = 60.0) -> None:
+    """Wait for a worker's ``started`` event (which carries the CPU its start-up cost)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any('"started"' in line for line in run_log(path, offset)):
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"no started event in {path} after {timeout_s:.0f}s; see that log")
+
+
 async def settled_cpu(pid: int, timeout_s: float = 20.0) -> float:
-    """The CPU a process spent starting up: wait until it stops climbing (imports, clients)."""
+    """The CPU a baseline spent starting up: wait until it stops climbing (imports, clients).
+    Not for a worker fed a full queue: its CPU never stops climbing, and what it sends in the
+    meanwhile would be counted out (a worker logs its own figure in ``started``)."""
     last = proc_stats(pid).cpu_s
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -188,6 +188,8 @@ async def test_the_warnings_let_the_worker_start(aws: Aws, env: Env, tmp_path: P
     assert "AWS_ENDPOINT_URL_SQS" in mismatch["detail"]
     assert events["no_redrive_policy"]["level"] == "warning"
     assert "startup_failed" not in events
+    # what starting cost, for the benchmark to count out: imports and clients take CPU
+    assert 0.05 < events["started"]["startup_cpu_s"] < 60
 
 
 async def _logged(path: Path, needle: str) -> bool:

@@ -206,6 +206,8 @@ class Worker:
             max_receive_count=receive_counts.get("send"),
             rate_limits=json.dumps(s.rate_limits, sort_keys=True),
             rate_sharing=s.rate_sharing,
+            # what the start-up cost (imports, clients, checks): the pollers have not run yet
+            startup_cpu_s=round(time.process_time(), 3),
         )
         self.ready.set()
 
