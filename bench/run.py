@@ -603,6 +603,19 @@ def scenarios(quick: bool) -> list[Scenario]:
             # what six processes at 3.3 MPS cost per message here, beside one at 20 MPS.
             for kind, workers in (("shared", 1), ("shared", 3), ("shared", 6), ("split", 6))
         ),
+        # The other control: one worker alone on a sixth of the quota (the sandbox enforces
+        # it): split-x6's load per process without its five neighbours. What a process costs
+        # per message as its own rate falls, whatever shares the quota.
+        Scenario(
+            "scale-out-sixth-x1",
+            n // 5,
+            mps=round(20.0 / 6, 3),
+            identities=(IDENTITIES[1],),
+            contenders=("worker",),
+            backlog=100 + MAX_IN_FLIGHT,
+            prefill=True,
+            rate_sharing="none",
+        ),
         # Workers join and leave mid-campaign (churn()): how soon the quota is used again.
         Scenario(
             "scale-out-churn",
