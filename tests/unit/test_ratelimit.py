@@ -388,6 +388,28 @@ def test_a_new_ceiling_voids_the_slots_handed_out_at_the_old_rate() -> None:
     assert bucket.reserve() == pytest.approx(0.1)
 
 
+def test_a_decrease_keeps_what_is_left_of_a_multi_part_send_already_gone() -> None:
+    """A throttle voids the slots ahead, not the parts of an SMS already sent: 10 parts at
+    10 MPS take the next second, and at 7 MPS what is left of them takes longer still."""
+    clock = Clock()
+    bucket = IdentityBucket(10.0, burst_s=0.1, clock=clock)
+    assert bucket.reserve(10) == 0.0  # a 10-part SMS goes now: the schedule's next second
+    assert bucket.reserve(1) == pytest.approx(1.0)  # a waiter's slot after it (voided below)
+    clock.now += 0.2
+    bucket.on_throttle()  # 10 -> 7 MPS
+    # 0.8 s of the 10 parts' second is left, 8 parts: at 7 MPS 8/7 s, not the 1/7 s of a
+    # schedule started afresh.
+    assert bucket.reserve(1) == pytest.approx(8 / 7)
+    # A grant that changes (a shared limiter's set_ceiling) keeps them the same way.
+    clock.now = 2000.0
+    bucket = IdentityBucket(10.0, burst_s=0.1, clock=clock)
+    bucket.reserve(10)
+    bucket.set_ceiling(5.0)  # the parts left (1 s at 10 MPS) take 2 s at 5
+    assert bucket.reserve(1) == pytest.approx(2.0)
+    bucket.set_ceiling(20.0)  # and half a second at 20 (the slot booked at 5 MPS is void),
+    assert bucket.reserve(1) == pytest.approx(0.5 - 0.05)  # less 20 MPS's 1 token of burst
+
+
 def test_room_is_the_most_over_the_keys_used_recently() -> None:
     """What the pollers receive (hold_ahead_s): the most sends that could get their tokens
     within the time, over the keys used in the last ``recent_s``, so one identity's backlog

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -55,6 +55,10 @@ class IdentityBucket:
         self._clock = clock
         self._sleep = sleep
         self._tat = clock()  # theoretical arrival time of the next token
+        # The slots handed out, (start, end), oldest first; only the newest that has gone is
+        # kept of those that have: a decrease voids the slots still ahead, not the parts of
+        # one that is out (a 10-part SMS sent just before a throttle).
+        self._slots: deque[tuple[float, float]] = deque()
         self._last_adjust = self._tat
         self._last_decrease = -1e18
         self.epoch = 0  # changes when a decrease voids the slots handed out before it
@@ -65,10 +69,29 @@ class IdentityBucket:
             self.rate_mps = min(self.ceiling_mps, self.rate_mps + step)
         self._last_adjust = now
 
+    def _tolerance_s(self) -> float:
+        return max(0.0, self._burst_s * self.rate_mps - 1.0) / self.rate_mps
+
     def _wait_s(self, tat: float, now: float) -> float:
         """How long the slot at ``tat`` waits from ``now``, less the burst tolerance."""
-        tolerance_s = max(0.0, self._burst_s * self.rate_mps - 1.0) / self.rate_mps
-        return max(0.0, tat - tolerance_s - now)
+        return max(0.0, tat - self._tolerance_s() - now)
+
+    def _owed_s(self, now: float, rate_mps: float) -> float:
+        """What is left of the slots already gone (their start within the tolerance of
+        ``now``), in seconds at ``rate_mps``; and forget the slots ahead (the caller voids
+        them, their waiters book again)."""
+        edge = now + self._tolerance_s()
+        slots = self._slots
+        while len(slots) > 1 and slots[1][0] <= edge:
+            slots.popleft()
+        while slots and slots[-1][0] > edge:
+            slots.pop()
+        if not slots:
+            return 0.0
+        start, end = slots[0]
+        owed_s = max(0.0, end - now) * self.rate_mps / rate_mps
+        slots[0] = (start, now + owed_s)  # its end at the new rate (the next change scales it)
+        return owed_s
 
     def next_wait_s(self, tokens: int = 1) -> float:
         """How long a request arriving now would wait for its token (reserves nothing)."""
@@ -82,16 +105,23 @@ class IdentityBucket:
         self._recover(now)
         tat = max(self._tat, now)
         self._tat = tat + tokens / self.rate_mps
+        slots = self._slots
+        slots.append((tat, self._tat))
+        edge = now + self._tolerance_s()
+        while len(slots) > 1 and slots[1][0] <= edge:  # keep the newest gone, and those ahead
+            slots.popleft()
         return self._wait_s(tat, now)
 
     def set_ceiling(self, ceiling_mps: float) -> None:
         """A new ceiling and rate (a shared limiter's grant changed): the slots handed out at
-        the old rate are void, as after a decrease, and their waiters book again."""
+        the old rate are void, as after a decrease, and their waiters book again. What is
+        left of the slot last gone is kept, at the new rate."""
         now = self._clock()
+        owed_s = self._owed_s(now, ceiling_mps)
         self.ceiling_mps = self.rate_mps = ceiling_mps
         self._last_adjust = now
         self.epoch += 1
-        self._tat = min(self._tat, now + 1.0 / ceiling_mps)
+        self._tat = max(min(self._tat, now + 1.0 / ceiling_mps), now + owed_s)
 
     async def acquire(self, tokens: int = 1) -> float:
         """Wait for a token; return the seconds waited. A slot reserved before a decrease is
@@ -122,13 +152,15 @@ class IdentityBucket:
             return
         self._last_decrease = now
         floor = self.ceiling_mps * self.min_fraction
-        self.rate_mps = max(floor, self.rate_mps * self.decrease_factor)
+        lowered = max(floor, self.rate_mps * self.decrease_factor)
+        owed_s = self._owed_s(now, lowered)
+        self.rate_mps = lowered
         # Void the slots handed out at the old rate (up to max_in_flight of them, seconds of
         # sends at a pace the provider just refused): their waiters take new slots at the
         # new spacing when they wake. Without this a decrease took effect only once the old
         # schedule had drained, and workers sharing a quota kept a quarter of calls throttled.
         self.epoch += 1
-        self._tat = now + 1.0 / self.rate_mps
+        self._tat = now + max(1.0 / self.rate_mps, owed_s)
 
 
 class _Entry:
