@@ -410,6 +410,66 @@ def test_a_decrease_keeps_what_is_left_of_a_multi_part_send_already_gone() -> No
     assert bucket.reserve(1) == pytest.approx(0.5 - 0.05)  # less 20 MPS's 1 token of burst
 
 
+def test_two_changes_in_a_row_keep_a_send_gone_within_the_burst_tolerance() -> None:
+    """A slot that went early (within the burst tolerance) is gone however the tolerance
+    moves after it: a renewal's grant and its correction 10 ms later both keep its parts."""
+    clock = Clock()
+    bucket = IdentityBucket(20.0, burst_s=0.1, clock=clock)
+    bucket.reserve(1)
+    clock.now += 0.01
+    assert bucket.reserve(10) == 0.0  # starts 0.04 s ahead, inside 20 MPS's 0.05 s: goes now
+    bucket.set_ceiling(10.0)  # its 0.54 s left at 20 MPS take 1.08 s at 10
+    clock.now += 0.01
+    bucket.set_ceiling(20 / 3)  # 1.07 s left at 10 MPS take 1.605 s at 6.67 (was 0.15)
+    assert bucket.reserve(1) == pytest.approx(1.605)
+
+
+def test_the_parts_left_are_reckoned_at_the_rate_they_were_booked_at() -> None:
+    """Recovery between the booking and a throttle does not inflate what is left."""
+    clock = Clock()
+    bucket = IdentityBucket(20.0, burst_s=0.1, clock=clock)
+    bucket.on_throttle()  # 20 -> 14 MPS, recovering from here
+    clock.now += bucket.next_wait_s()
+    slot = bucket.book(20)  # a 20-part SMS: 20/rate s of the schedule, and it goes now
+    assert slot.wait_s == 0.0 and slot.rate_mps == bucket.rate_mps
+    clock.now += 1.0  # the decrease window; the rate has recovered meanwhile
+    bucket.on_throttle()
+    assert bucket.rate_mps < slot.rate_mps
+    left_s = slot.end - clock.now
+    assert 0 < left_s < 0.5
+    # The parts left (left_s at the rate they were booked at), paid at the new rate, less
+    # its burst tolerance.
+    rate = bucket.rate_mps
+    tolerance_s = max(0.0, 0.1 * rate - 1) / rate
+    assert bucket.reserve(1) == pytest.approx(left_s * slot.rate_mps / rate - tolerance_s)
+
+
+async def test_a_waiter_whose_slot_a_change_voided_is_counted_once() -> None:
+    """A waiter whose sleep ended but whose task has not run when a throttle lands books
+    again: its voided slot is not also kept as gone."""
+    clock = Clock()
+    sleeps: list[tuple[float, asyncio.Future[None]]] = []
+
+    async def sleep(delay_s: float) -> None:
+        clock.now += delay_s  # the timer is due...
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        sleeps.append((delay_s, woken))
+        await woken  # ...but the task runs only when woken
+
+    bucket = IdentityBucket(10.0, burst_s=0.1, clock=clock, sleep=sleep)
+    assert await bucket.acquire() == 0.0
+    waiter = asyncio.create_task(bucket.acquire(10))
+    await asyncio.sleep(0)
+    assert sleeps[0][0] == pytest.approx(0.1)  # its 10 parts' slot, after the first send's
+    bucket.on_throttle()  # another task's throttle runs first: 10 -> 7 MPS
+    sleeps[0][1].set_result(None)
+    await asyncio.sleep(0)
+    # It books again one interval of the new rate on, not after its voided 10 parts too.
+    assert len(sleeps) == 2 and sleeps[1][0] == pytest.approx(1 / 7)
+    sleeps[1][1].set_result(None)
+    assert await waiter == pytest.approx(0.1 + 1 / 7)
+
+
 def test_room_is_the_most_over_the_keys_used_recently() -> None:
     """What the pollers receive (hold_ahead_s): the most sends that could get their tokens
     within the time, over the keys used in the last ``recent_s``, so one identity's backlog

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from worker.sending.limiter import ROOM_RECENT_S, Room
 
@@ -33,6 +34,15 @@ IN_USE_S = 120.0
 EVICT_SCAN_MAX = 8
 #: How many identities RateLimiter.snapshot() names by default; the rest are aggregated.
 SNAPSHOT_MAX = 50
+
+
+class Slot(NamedTuple):
+    """A booking in an identity's schedule (:meth:`IdentityBucket.book`)."""
+
+    wait_s: float  # how long its caller waits for it (0: it goes now)
+    end: float  # when its tokens are paid for (monotonic)
+    rate_mps: float  # the rate ``end`` was reckoned at
+    epoch: int  # the schedule it belongs to (a change voids the slots of older ones)
 
 
 class IdentityBucket:
@@ -55,10 +65,11 @@ class IdentityBucket:
         self._clock = clock
         self._sleep = sleep
         self._tat = clock()  # theoretical arrival time of the next token
-        # The slots handed out, (start, end), oldest first; only the newest that has gone is
-        # kept of those that have: a decrease voids the slots still ahead, not the parts of
-        # one that is out (a 10-part SMS sent just before a throttle).
-        self._slots: deque[tuple[float, float]] = deque()
+        # The end of the newest slot whose send has gone, and the rate it was reckoned at: a
+        # change voids the slots still ahead, not what is left of that one (the parts of a
+        # 10-part SMS sent just before a throttle).
+        self._gone_end = self._tat
+        self._gone_rate = ceiling_mps
         self._last_adjust = self._tat
         self._last_decrease = -1e18
         self.epoch = 0  # changes when a decrease voids the slots handed out before it
@@ -77,40 +88,45 @@ class IdentityBucket:
         return max(0.0, tat - self._tolerance_s() - now)
 
     def _owed_s(self, now: float, rate_mps: float) -> float:
-        """What is left of the slots already gone (their start within the tolerance of
-        ``now``), in seconds at ``rate_mps``; and forget the slots ahead (the caller voids
-        them, their waiters book again)."""
-        edge = now + self._tolerance_s()
-        slots = self._slots
-        while len(slots) > 1 and slots[1][0] <= edge:
-            slots.popleft()
-        while slots and slots[-1][0] > edge:
-            slots.pop()
-        if not slots:
-            return 0.0
-        start, end = slots[0]
-        owed_s = max(0.0, end - now) * self.rate_mps / rate_mps
-        slots[0] = (start, now + owed_s)  # its end at the new rate (the next change scales it)
+        """What is left of the newest slot gone, in seconds at ``rate_mps`` (which it is
+        reckoned at from now on: a second change scales it again)."""
+        owed_s = max(0.0, self._gone_end - now) * self._gone_rate / rate_mps
+        self._gone_end, self._gone_rate = now + owed_s, rate_mps
         return owed_s
+
+    def _gone(self, slot: Slot) -> None:
+        if slot.end > self._gone_end:
+            self._gone_end, self._gone_rate = slot.end, slot.rate_mps
 
     def next_wait_s(self, tokens: int = 1) -> float:
         """How long a request arriving now would wait for its token (reserves nothing)."""
         now = self._clock()
         return self._wait_s(max(self._tat, now), now)
 
-    def reserve(self, tokens: int = 1) -> float:
-        """Take the next slot (``tokens`` of them: the schedule moves by ``tokens / rate``);
-        return how long to wait for it (0 = now)."""
+    def book(self, tokens: int = 1) -> Slot:
+        """Take the next slot (``tokens`` of them: the schedule moves by ``tokens / rate``).
+        One that waits is the caller's once it wakes: :meth:`released`."""
         now = self._clock()
         self._recover(now)
         tat = max(self._tat, now)
         self._tat = tat + tokens / self.rate_mps
-        slots = self._slots
-        slots.append((tat, self._tat))
-        edge = now + self._tolerance_s()
-        while len(slots) > 1 and slots[1][0] <= edge:  # keep the newest gone, and those ahead
-            slots.popleft()
-        return self._wait_s(tat, now)
+        slot = Slot(self._wait_s(tat, now), self._tat, self.rate_mps, self.epoch)
+        if slot.wait_s <= 0:
+            self._gone(slot)
+        return slot
+
+    def reserve(self, tokens: int = 1) -> float:
+        """:meth:`book`, for how long to wait (0 = now), by a caller that does not wait for
+        it here (a test, or one that sends at once)."""
+        return self.book(tokens).wait_s
+
+    def released(self, slot: Slot) -> bool:
+        """The waiter of ``slot`` woke: whether it may send (no change voided the slot while
+        it slept; else it books again), and if so its send is gone."""
+        if slot.epoch != self.epoch:
+            return False
+        self._gone(slot)
+        return True
 
     def set_ceiling(self, ceiling_mps: float) -> None:
         """A new ceiling and rate (a shared limiter's grant changed): the slots handed out at
@@ -128,13 +144,12 @@ class IdentityBucket:
         void when its time comes: the waiter takes a slot in the slower schedule instead."""
         waited = 0.0
         while True:
-            epoch = self.epoch
-            delay = self.reserve(tokens)
-            if delay <= 0:
+            slot = self.book(tokens)
+            if slot.wait_s <= 0:
                 return waited
-            await self._sleep(delay)
-            waited += delay
-            if self.epoch == epoch:
+            await self._sleep(slot.wait_s)
+            waited += slot.wait_s
+            if self.released(slot):
                 return waited
 
     def at_rest(self, now: float) -> bool:

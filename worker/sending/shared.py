@@ -124,13 +124,12 @@ class SharedLimiter(BackgroundService):
                     share.ask_again()
                     await _wait(changed, sh.RENEW_MIN_S)
                     continue
-                epoch = share.bucket.epoch
-                delay = share.bucket.reserve(tokens)
-                if delay <= 0:
+                slot = share.bucket.book(tokens)
+                if slot.wait_s <= 0:
                     break
                 share.waited = True
-                woken = await _wait(changed, delay)
-                if not woken and share.bucket.epoch == epoch:
+                woken = await _wait(changed, slot.wait_s)
+                if not woken and share.bucket.released(slot):
                     break
         finally:
             share.waiters -= 1
