@@ -119,7 +119,7 @@ def contender_argv(kind: str, queue_url: str, table: str) -> list[str]:
     if kind == "worker":
         argv = [sys.executable, "-m", "worker", "run"]
         profile_dir = os.environ.get("BENCH_PROFILE_DIR")
-        if profile_dir:  # a py-spy profile per worker (its CPU figures then include py-spy's)
+        if profile_dir:  # a py-spy profile per worker (CPU figures: the worker's, under py-spy)
             # (named apart: several workers start within a millisecond). --gil: samples of the
             # thread running Python only, so a profile counts CPU, not the idle loop's poll
             # nor the idle executor threads (without it they were most of the samples).
@@ -211,11 +211,16 @@ async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row
             await spawn()
         startup_cpu_s = 0.0
         if kind == "worker":
-            for path, at in zip(log_paths, offsets, strict=True):
-                await logged_start(path, at)
+            # The clock starts when the first worker is ready: on a prefilled queue it sends
+            # at once, while the others are still starting.
+            first: float | None = None
+            for proc, path, at in zip(procs, log_paths, offsets, strict=True):
+                await logged_start(proc, path, at)
+                first = first or time.monotonic()
+            started = first or time.monotonic()
         else:
             startup_cpu_s = sum([await settled_cpu(p.pid) for p in procs])
-        started = time.monotonic()
+            started = time.monotonic()
         changes: dict[str, float] = {}
         churning = None
         if scenario.churn:
@@ -235,7 +240,7 @@ async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row
         for proc, path, at in zip(procs, log_paths, offsets, strict=True):
             if proc.returncode is not None:
                 continue  # churn: the killed and the stopped ones (their CPU is not counted)
-            stats = proc_stats(proc.pid)
+            stats = proc_stats(worker_pid(proc.pid))
             cpu_s += stats.cpu_s
             rss_mb = max(rss_mb, stats.peak_rss_mb)
             if kind == "worker":  # its own count of what starting cost, joiners' too
@@ -399,14 +404,27 @@ async def _reap(proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
 
 
-async def logged_start(path: Path, offset: int, timeout_s: float = 60.0) -> None:
+async def logged_start(
+    proc: asyncio.subprocess.Process, path: Path, offset: int, timeout_s: float = 60.0
+) -> None:
     """Wait for a worker's ``started`` event (which carries the CPU its start-up cost)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if any('"started"' in line for line in run_log(path, offset)):
             return
+        if proc.returncode is not None:
+            raise RuntimeError(f"a worker exited ({proc.returncode}) before starting; see {path}")
         await asyncio.sleep(0.2)
     raise RuntimeError(f"no started event in {path} after {timeout_s:.0f}s; see that log")
+
+
+def worker_pid(pid: int) -> int:
+    """The worker's own process: under py-spy (``BENCH_PROFILE_DIR``) the one spawned is
+    py-spy and the worker its child, whose CPU /proc/<py-spy>/stat does not count."""
+    if not os.environ.get("BENCH_PROFILE_DIR"):
+        return pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(children[0]) if children else pid
 
 
 async def settled_cpu(pid: int, timeout_s: float = 20.0) -> float:
