@@ -29,7 +29,6 @@ from typing import Any
 import aiohttp
 from aiobotocore.session import get_session
 
-from bench.probe import SpeedProbe
 from bench.servers import Servers, proc_stats
 from worker.resources import ensure_resources
 from worker.sandbox.bucket import most_in_window
@@ -84,10 +83,6 @@ class Row:
     # most sends in any 1-s window, against quota + the sandbox's 1-s burst)
     regain_s: dict[str, float | None] | None = None
     max_1s_sends: int | None = None
-    # the speed probe (bench/probe.py): its median unit of work while the row ran, in CPU ms,
-    # and CPU per message in those units (what rows run at different times compare by)
-    probe_unit_ms: float | None = None
-    cpu_units_per_msg: float | None = None
 
 
 def request(n: int, identity: str) -> str:
@@ -226,9 +221,6 @@ async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row
         else:
             startup_cpu_s = sum([await settled_cpu(p.pid) for p in procs])
             started = time.monotonic()
-        probe = SpeedProbe()
-        probe.start()
-        stack.callback(probe.stop)
         changes: dict[str, float] = {}
         churning = None
         if scenario.churn:
@@ -256,7 +248,6 @@ async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row
         if kind != "worker":
             cpu_s -= startup_cpu_s
         servers_cpu = servers.cpu_s()
-        probe.stop()
         for proc in procs:
             if proc.returncode is None:
                 # py-spy writes its profile on SIGINT (and passes it on to the worker).
@@ -296,9 +287,6 @@ async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row
     if scenario.events:
         row.events_drain_s = round(events_drain_s or 0.0, 1)
     row.cpu_s = round(cpu_s, 3)
-    row.probe_unit_ms = probe.unit_ms()
-    if row.probe_unit_ms:
-        row.cpu_units_per_msg = round(row.cpu_ms_per_msg / row.probe_unit_ms, 2)
     return row
 
 
@@ -691,8 +679,8 @@ def scenarios(quick: bool) -> list[Scenario]:
 def table(rows: list[Row]) -> str:
     head = (
         "| scenario | contender | requests | drain s | sends/s | quota use | throttled "
-        "| CPU ms/msg (units) | peak RSS MB | lost | dup | limiter calls/msg "
-        "| msgs per receive/ack | servers' CPU s |"
+        "| CPU ms/msg | peak RSS MB | lost | dup | limiter calls/msg | msgs per receive/ack "
+        "| servers' CPU s |"
     )
     lines = [head, "|" + "---|" * 14]
     for r in rows:
@@ -702,15 +690,12 @@ def table(rows: list[Row]) -> str:
         batching = (
             f"{r.msgs_per_receive} / {r.msgs_per_ack}" if r.msgs_per_receive is not None else "-"
         )
-        cpu = f"{r.cpu_ms_per_msg}" + (
-            f" ({r.cpu_units_per_msg} u)" if r.cpu_units_per_msg is not None else ""
-        )
         rate = f"{r.sends_per_s}" + (
             f" ({r.sms_parts_per_s} SMS parts/s)" if r.sms_parts_per_s is not None else ""
         )
         lines.append(
             f"| {r.scenario} | {r.contender} | {r.requests} | {r.drain_s} | {rate} "
-            f"| {util} | {r.throttled} ({r.throttled_fraction:.1%}) | {cpu} "
+            f"| {util} | {r.throttled} ({r.throttled_fraction:.1%}) | {r.cpu_ms_per_msg} "
             f"| {r.peak_rss_mb} | {r.lost} | {r.duplicates} | {calls} | {batching} | {servers} |"
         )
     return "\n".join(lines)
