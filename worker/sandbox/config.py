@@ -14,6 +14,8 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
+from worker.model.rate_limits import rate_entries
+
 ACCOUNT_ERRORS = ("AccessDeniedException", "ServiceQuotaExceededException")
 #: Channels whose monthly spend limit the sandbox can say is reached (``spend_limit_reached``).
 SPEND_LIMIT_CHANNELS = ("MMS", "SMS")
@@ -261,23 +263,7 @@ def config_from_json(patch: object, base: SandboxConfig | None = None) -> Sandbo
 
 def parse_rates(entries: Iterable[str]) -> dict[str, float]:
     """Parse ``["+18005550100=3", "pool-a=10,pool-b=20"]`` into ``{identity: mps}``."""
-    rates: dict[str, float] = {}
-    for entry in entries:
-        for part in entry.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            identity, sep, raw = part.rpartition("=")
-            if not sep or not identity.strip():
-                raise ValueError(f"rate {part!r} is not IDENTITY=MPS, e.g. '+18005550100=3'")
-            try:
-                rate = float(raw)
-            except ValueError:
-                raise ValueError(
-                    f"rate for {identity.strip()!r} is {raw!r}, not a number"
-                ) from None
-            rates[identity.strip()] = rate
-    return rates
+    return {key: mps for entry in entries for key, mps in rate_entries(entry)}
 
 
 def parse_outcomes(entries: Iterable[str]) -> dict[str, float]:
