@@ -87,9 +87,9 @@ class IdentityBucket:
         """How long the slot at ``tat`` waits from ``now``, less the burst tolerance."""
         return max(0.0, tat - self._tolerance_s() - now)
 
-    def _owed_s(self, now: float, rate_mps: float) -> float:
-        """What is left of the newest slot gone, in seconds at ``rate_mps`` (which it is
-        reckoned at from now on: a second change scales it again)."""
+    def _carry_gone(self, now: float, rate_mps: float) -> float:
+        """Carry what is left of the newest slot gone over to ``rate_mps`` (a second change
+        scales it again); return it, in seconds at that rate."""
         owed_s = max(0.0, self._gone_end - now) * self._gone_rate / rate_mps
         self._gone_end, self._gone_rate = now + owed_s, rate_mps
         return owed_s
@@ -133,7 +133,7 @@ class IdentityBucket:
         the old rate are void, as after a decrease, and their waiters book again. What is
         left of the slot last gone is kept, at the new rate."""
         now = self._clock()
-        owed_s = self._owed_s(now, ceiling_mps)
+        owed_s = self._carry_gone(now, ceiling_mps)
         self.ceiling_mps = self.rate_mps = ceiling_mps
         self._last_adjust = now
         self.epoch += 1
@@ -168,7 +168,7 @@ class IdentityBucket:
         self._last_decrease = now
         floor = self.ceiling_mps * self.min_fraction
         lowered = max(floor, self.rate_mps * self.decrease_factor)
-        owed_s = self._owed_s(now, lowered)
+        owed_s = self._carry_gone(now, lowered)
         self.rate_mps = lowered
         # Void the slots handed out at the old rate (up to max_in_flight of them, seconds of
         # sends at a pace the provider just refused): their waiters take new slots at the
