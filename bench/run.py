@@ -209,7 +209,7 @@ async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row
             prefilled = await prefill(scenario, sqs, res.queue_url)
         for _ in range(scenario.workers):
             await spawn()
-        startup_cpu_s = 0.0
+        settled: dict[int, float] = {}  # a baseline's start-up CPU (a worker logs its own)
         if kind == "worker":
             # The clock starts when the first worker is ready: on a prefilled queue it sends
             # at once, while the others are still starting.
@@ -219,7 +219,7 @@ async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row
                 first = first or time.monotonic()
             started = first or time.monotonic()
         else:
-            startup_cpu_s = sum([await settled_cpu(p.pid) for p in procs])
+            settled = {p.pid: await settled_cpu(p.pid) for p in procs}
             started = time.monotonic()
         changes: dict[str, float] = {}
         churning = None
@@ -241,12 +241,12 @@ async def run_one(scenario: Scenario, kind: str, dynamo: str, logs: Path) -> Row
             if proc.returncode is not None:
                 continue  # churn: the killed and the stopped ones (their CPU is not counted)
             stats = proc_stats(worker_pid(proc.pid))
-            cpu_s += stats.cpu_s
             rss_mb = max(rss_mb, stats.peak_rss_mb)
-            if kind == "worker":  # its own count of what starting cost, joiners' too
-                cpu_s -= float(final_event(run_log(path, at), "started")["startup_cpu_s"])
-        if kind != "worker":
-            cpu_s -= startup_cpu_s
+            # less what starting cost: a worker's own count (joiners' too), a baseline's settled
+            startup_s = settled.get(proc.pid)
+            if startup_s is None:
+                startup_s = float(final_event(run_log(path, at), "started")["startup_cpu_s"])
+            cpu_s += stats.cpu_s - startup_s
         servers_cpu = servers.cpu_s()
         for proc in procs:
             if proc.returncode is None:
