@@ -144,3 +144,55 @@ async def test_what_drain_raises_is_raised_by_close_once() -> None:
     with pytest.raises(OSError, match="last flush"):
         await service.close()
     await service.close()  # closed already: nothing again
+
+
+async def test_a_loop_that_returns_when_it_is_due_sleeps_until_then_or_a_poke() -> None:
+    calls: list[float] = []
+    due_s = [0.01, 10.0, 10.0]
+
+    def upkeep() -> float:
+        calls.append(asyncio.get_running_loop().time())
+        return due_s[min(len(calls), len(due_s)) - 1]
+
+    loop = Periodic("upkeep", 60.0, upkeep, returns_due_s=True)
+    loop.poke()  # work before the start: the first call comes at once, not 60 s later
+    loop.start()
+    while len(calls) < 2:  # the first call asked for the next 0.01 s later
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.05)
+    assert len(calls) == 2  # the second asked for 10 s: no tick meanwhile
+    loop.poke()
+    await asyncio.sleep(0.01)
+    assert len(calls) == 3  # a poke calls it now
+    await loop.stop()
+
+
+async def test_a_due_time_is_bounded_by_the_interval_and_never_a_busy_loop() -> None:
+    calls = 0
+
+    def upkeep() -> float:
+        nonlocal calls
+        calls += 1
+        return -5.0 if calls == 1 else 1e9  # overdue, then "never"
+
+    loop = Periodic("upkeep", 0.05, upkeep, returns_due_s=True)
+    loop.start()
+    async with asyncio.timeout(5):  # "never" is capped at the interval: a third call comes
+        while calls < 3:
+            await asyncio.sleep(0.01)
+    await loop.stop()
+
+
+async def test_a_plain_loop_ignores_what_its_function_returns() -> None:
+    calls = 0
+
+    def extend() -> int:
+        nonlocal calls
+        calls += 1
+        return 0  # how many it extended: no due time
+
+    loop = Periodic("extender", 0.05, extend)
+    loop.start()
+    await asyncio.sleep(0.12)
+    await loop.stop()
+    assert 1 <= calls <= 3  # every 0.05 s (a due time of 0 s would have made it hundreds)

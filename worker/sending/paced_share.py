@@ -12,8 +12,8 @@ from worker.sending import sharing as sh
 from worker.sending.limiter import Room
 from worker.sending.ratelimit import IdentityBucket
 
-#: How often the renewals due are looked for (the soonest a renewal can come).
-TICK_S = 0.2
+#: The least a send waiting for a renewal counts on (the renewal's round trip to the table).
+RENEWAL_MIN_WAIT_S = 0.2
 #: The smallest grant paced by the bucket (the leases' resolution); below it, sends wait for
 #: a renewal.
 MIN_GRANT_MPS = 1 / sh.MILLI
@@ -55,7 +55,7 @@ class PacedShare:
         renewal_at = self.next_renew
         if self.grant_mps < MIN_GRANT_MPS and self.idle:
             renewal_at = self.last_attempt + sh.RENEW_MIN_S  # what a waiting send asks for
-        renewal_s = max(TICK_S, renewal_at - time.monotonic())
+        renewal_s = max(RENEWAL_MIN_WAIT_S, renewal_at - time.monotonic())
         if self.grant_mps < MIN_GRANT_MPS:  # no grant yet: until the renewal that brings one
             return renewal_s
         waited_s = self.bucket.next_wait_s(tokens)

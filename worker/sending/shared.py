@@ -40,7 +40,7 @@ from worker.sending.limiter import (
     Room,
     SharingView,
 )
-from worker.sending.paced_share import MIN_GRANT_MPS, TICK_S, PacedShare
+from worker.sending.paced_share import MIN_GRANT_MPS, PacedShare
 from worker.sending.share_table import ShareTable
 from worker.settings import Settings
 from worker.status.model import KeyFamily
@@ -49,6 +49,9 @@ log = get_logger(__name__)
 
 #: A key unused for this long gives its lease back and is forgotten.
 IDLE_S = 60.0
+#: The longest the upkeep sleeps: it wakes when the soonest renewal or idle key is due, or
+#: when a send, a throttle or a finished renewal pokes it, and at least this often.
+UPKEEP_MAX_S = 5.0
 #: A renewal that moves the grant by this part of the quota logs ``rate_share_changed``.
 LOG_CHANGE_FRACTION = 0.05
 
@@ -77,7 +80,7 @@ class SharedLimiter(BackgroundService):
         self._wall = wall
         self.worker = worker or worker_id()
         self._shares: dict[str, PacedShare] = {}
-        self.every(TICK_S, self._tick, name="rate_sharing")
+        self._upkeep = self.every(UPKEEP_MAX_S, self._tick, name="rate_sharing", returns_due_s=True)
 
     @classmethod
     def from_context(cls, ctx: LimiterContext) -> SharedLimiter:
@@ -101,6 +104,7 @@ class SharedLimiter(BackgroundService):
             # renewed by the next tick, in the loop's task (not in the caller's log context)
             share = PacedShare(self._s.rate_for(key), self._s.rate_burst_s, now)
             self._shares[key] = share
+            self._upkeep.poke()
         share.last_used = now
         return share
 
@@ -122,6 +126,7 @@ class SharedLimiter(BackgroundService):
                 if share.grant_mps < MIN_GRANT_MPS:
                     share.waited = True  # no grant yet (or none free): the renewals bring one
                     share.ask_again()
+                    self._upkeep.poke()
                     await _wait(changed, sh.RENEW_MIN_S)
                     continue
                 slot = share.bucket.book(tokens)
@@ -149,6 +154,7 @@ class SharedLimiter(BackgroundService):
         share.view = replace(view, rate_mmps=lowered, rate_at_ms=now_ms)
         share.decrease = (lowered, now_ms, view)  # written by the next tick
         share.next_renew = time.monotonic()  # the grant follows the lower rate now
+        self._upkeep.poke()
 
     def rate_mps(self, key: str) -> float:
         return self._share(key).rate_mps
@@ -184,21 +190,30 @@ class SharedLimiter(BackgroundService):
         return SharingView("dynamodb", self._table.writes, self._table.refused, keys)
 
     # -- the background part ----------------------------------------------------------------
-    def _tick(self) -> None:
+    def _tick(self) -> float:
+        """Start what is due (decreases to write, renewals, idle keys to give back); the
+        seconds until the next thing is due."""
         now = time.monotonic()
+        due_s = UPKEEP_MAX_S
         for key, share in list(self._shares.items()):
             if share.decrease is not None:
                 lowered, at_ms, seen = share.decrease
                 share.decrease = None
                 self.spawn(self._decrease(key, lowered, at_ms, seen), name="rate_share_decrease")
             if share.renewing:
-                continue
+                continue  # it pokes the upkeep when it ends
             if now - share.last_used > IDLE_S and not share.waiters:
                 del self._shares[key]
                 if share.lease is not None:
                     self.spawn(self._release(key, share.lease), name="rate_share_release")
-            elif now >= share.next_renew:
+                continue
+            if now >= share.next_renew:
                 self._spawn_renewal(key, share)
+                continue
+            due_s = min(due_s, share.next_renew - now)
+            if not share.waiters:
+                due_s = min(due_s, share.last_used + IDLE_S - now)
+        return due_s
 
     def _spawn_renewal(self, key: str, share: PacedShare) -> None:
         share.renewing = True
@@ -212,6 +227,7 @@ class SharedLimiter(BackgroundService):
             self._fall_back(key, share, exc)
         finally:
             share.renewing = False
+            self._upkeep.poke()  # the next renewal's time is set
 
     async def _renew_once(self, key: str, share: PacedShare) -> None:
         now = time.monotonic()
@@ -307,6 +323,7 @@ class SharedLimiter(BackgroundService):
             pass  # another worker's decrease came first: one per window
         except Exception as exc:
             self._fall_back(key, self._share(key), exc)
+            self._upkeep.poke()
 
     async def _release(self, key: str, lease: sh.Lease) -> None:
         try:
